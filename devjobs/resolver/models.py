@@ -51,6 +51,7 @@ class Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        use_attribute_docstrings=True,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -154,20 +155,28 @@ class JobSpec(Model):
     `customizations.devjobs.jobs` of devcontainer.json. Every field but `name` is
     optional, so a spec can override just what it sets (see `model_fields_set`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True,
-                              alias_generator=to_camel)
-
-    name: str
+    name: str = Field(min_length=1)
+    """The job's name; a job of the devcontainer with this name is overridden."""
     trigger: Trigger | None = None
+    """When it runs: PostBuild, PreDeploy (blocking), PostDeploy or Manual (default)."""
     command: Argv | str | dict[str, Argv | str] | None = None
-    """An argv list; also accepted: a shell string or a parallel object, as in
-    devcontainer.json."""
+    """An argv list (exec, no shell); in files also a shell string, or an object whose
+    entries run in parallel, as in devcontainer.json."""
     image: str | None = None
+    """Container image; null: the environment's build image. Default: the devcontainer's
+    image for devcontainer jobs, else the build image."""
     env: dict[str, str] | None = None
+    """Environment variables, overlaid on the devcontainer's."""
     working_dir: str | None = None
+    """Default: the devcontainer's workspaceFolder, else /workspaces/<repository name>."""
     timeout_seconds: int | None = Field(default=None, gt=0)
+    """The job fails when it runs longer (activeDeadlineSeconds)."""
     retries: int | None = Field(default=None, ge=0)
+    """Attempts after the first failure (backoffLimit); default 0."""
     run_as: RunAs | None = None
+    """Job (default), or InitContainer of the environment's workload (PreDeploy only)."""
     enabled: bool = True
+    """false removes the job (e.g. a devcontainer task this Project does not want)."""
     setup: bool | None = None
-    """False: do not run the devcontainer setup steps before this job."""
+    """Whether the devcontainer's setup steps (onCreateCommand, ...) run first. Default:
+    yes for jobs in the devcontainer's image, no for others."""

@@ -1,0 +1,208 @@
+"""The Project and Environment resources, as far as devjobs reads them.
+
+A Project is Catalyst's (`catalyst.catalyst.dev/v1alpha1`) plus, per source, `jobs`
+and `devcontainer`; everything else in it is Catalyst's business and passes untouched.
+An Environment pins each source to a commit or branch. Both are validated here, and
+every error names `file:line:col: field.path`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from devjobs.errors import DevjobsError
+from devjobs.resolver.documents import Document, escape_token, load_documents
+from devjobs.resolver.models import JobSpec
+
+GROUP = "catalyst.catalyst.dev"
+API_VERSION = f"{GROUP}/v1alpha1"
+
+
+class DevcontainerRef(BaseModel):
+    """`spec.sources[i].devcontainer`: which config to read, or none at all."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str | None = None
+    enabled: bool = True
+
+
+class ProjectSource(BaseModel):
+    """`spec.sources[i]`: Catalyst's three fields plus devjobs' two."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str = Field(min_length=1)
+    repository_url: str = Field(alias="repositoryUrl", min_length=1)
+    branch: str = Field(min_length=1)
+    jobs: list[JobSpec] = Field(default_factory=list)
+    devcontainer: DevcontainerRef = Field(default_factory=DevcontainerRef)
+
+
+class EnvironmentSource(BaseModel):
+    """`Environment.spec.sources[i]`: pins a Project source for this environment."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    name: str = Field(min_length=1)
+    branch: str | None = None
+    commit_sha: str | None = Field(default=None, alias="commitSha")
+    pr_number: int | None = Field(default=None, alias="prNumber")
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    namespace: str | None
+    sources: list[ProjectSource]
+    document: Document
+
+    def source_pointer(self, index: int) -> str:
+        return f"/spec/sources/{index}"
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    namespace: str | None
+    project_name: str | None
+    sources: list[EnvironmentSource]
+    document: Document
+
+
+def _validation_place(document: Document, base: str, error: ValidationError) -> DevjobsError:
+    """Turn pydantic's first error into `file:line:col: field.path: message`."""
+    first = error.errors()[0]
+    pointer = base + "".join(
+        f"/{escape_token(str(part))}" for part in first["loc"] if not _is_union_tag(part)
+    )
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    elif first["type"] == "enum":
+        expected = first.get("ctx", {}).get("expected", "")
+        message = f"must be one of {expected}" if expected else message
+    return DevjobsError(document.where(pointer), message)
+
+
+def _is_union_tag(part: str | int) -> bool:
+    """Pydantic adds the union member's type (e.g. `list[str]`) to error locations."""
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "bool"})
+
+
+def _mapping(document: Document, pointer: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DevjobsError(document.where(pointer), "must be an object")
+    return value
+
+
+def _metadata(document: Document) -> tuple[str, str | None]:
+    metadata = _mapping(document, "/metadata", document.value.get("metadata", {}))
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise DevjobsError(document.where("/metadata/name"), "required field is missing")
+    namespace = metadata.get("namespace")
+    return name, namespace if isinstance(namespace, str) else None
+
+
+def parse_project(document: Document) -> Project:
+    name, namespace = _metadata(document)
+    spec = _mapping(document, "/spec", document.value.get("spec", {}))
+    raw_sources = spec.get("sources", [])
+    if not isinstance(raw_sources, list):
+        raise DevjobsError(document.where("/spec/sources"), "must be a list")
+    sources: list[ProjectSource] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_sources):
+        pointer = f"/spec/sources/{index}"
+        _mapping(document, pointer, raw)
+        try:
+            source = ProjectSource.model_validate(raw)
+        except ValidationError as error:
+            raise _validation_place(document, pointer, error) from None
+        if source.name in seen:
+            raise DevjobsError(
+                document.where(f"{pointer}/name"), f"duplicate source name {source.name!r}"
+            )
+        seen.add(source.name)
+        sources.append(source)
+    return Project(name, namespace, sources, document)
+
+
+def parse_environment(document: Document) -> Environment:
+    name, namespace = _metadata(document)
+    spec = _mapping(document, "/spec", document.value.get("spec", {}))
+    project_ref = spec.get("projectRef") or {}
+    project_name = project_ref.get("name") if isinstance(project_ref, dict) else None
+    raw_sources = spec.get("sources", []) or []
+    if not isinstance(raw_sources, list):
+        raise DevjobsError(document.where("/spec/sources"), "must be a list")
+    sources: list[EnvironmentSource] = []
+    for index, raw in enumerate(raw_sources):
+        pointer = f"/spec/sources/{index}"
+        _mapping(document, pointer, raw)
+        try:
+            sources.append(EnvironmentSource.model_validate(raw))
+        except ValidationError as error:
+            raise _validation_place(document, pointer, error) from None
+    return Environment(name, namespace, project_name, sources, document)
+
+
+def _kind(document: Document) -> tuple[str, str]:
+    value = document.value
+    if not isinstance(value, dict):
+        raise DevjobsError(document.where(""), "a resource must be an object")
+    return str(value.get("apiVersion", "")), str(value.get("kind", ""))
+
+
+@dataclass(frozen=True)
+class Resources:
+    project: Project | None
+    environment: Environment | None
+
+
+def read_resources(project_file: Path | None, environment_file: Path | None) -> Resources:
+    """The Project (and Environment) from the given files; other kinds are ignored.
+
+    Exactly one Project may be in the project file; one Environment may come from
+    either file (the explicit environment file wins over one in the project file).
+    """
+    project = None
+    environment = None
+    if project_file is not None:
+        project, environment = _pick(load_documents(project_file), str(project_file))
+        if project is None:
+            raise DevjobsError(str(project_file), f"no {API_VERSION} Project in this file")
+    if environment_file is not None:
+        extra_project, environment = _pick(load_documents(environment_file), str(environment_file))
+        if environment is None:
+            raise DevjobsError(str(environment_file), f"no {API_VERSION} Environment in this file")
+        if project is None:
+            project = extra_project
+    return Resources(project, environment)
+
+
+def _pick(documents: list[Document], file: str) -> tuple[Project | None, Environment | None]:
+    project: Project | None = None
+    environment: Environment | None = None
+    for document in documents:
+        api_version, kind = _kind(document)
+        if kind not in {"Project", "Environment"}:
+            continue
+        if api_version != API_VERSION:
+            raise DevjobsError(
+                document.where("/apiVersion"),
+                f"{kind} must have apiVersion {API_VERSION}, not {api_version or 'none'!r}",
+            )
+        if kind == "Project":
+            if project is not None:
+                raise DevjobsError(document.place(""), "more than one Project in this file")
+            project = parse_project(document)
+        else:
+            if environment is not None:
+                raise DevjobsError(document.place(""), "more than one Environment in this file")
+            environment = parse_environment(document)
+    return project, environment

@@ -1,0 +1,173 @@
+"""The files in `schemas/`, generated from the models so they cannot drift.
+
+- `jobplan.schema.json`: the `devjobs plan -o json` document (JobPlan, JobConfig).
+- `devcontainer-customizations.schema.json`: `customizations.devjobs` in
+  devcontainer.json, for editors.
+- `crds/projects.catalyst.catalyst.dev.yaml`: Catalyst's Project CRD plus, per source,
+  `jobs` and `devcontainer` (Catalyst's own CRD would prune them).
+
+Regenerate with `python -m devjobs.schemas [CATALYST_PROJECT_CRD]`; a test compares.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devjobs.resolver.models import JobPlan, JobSpec, Trigger
+from devjobs.resolver.project import DevcontainerRef
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = REPO_ROOT / "schemas"
+CATALYST_PROJECT_CRD = (
+    REPO_ROOT.parent / "shared" / "fixtures" / "catalyst" / "catalyst.catalyst.dev_projects.yaml"
+)
+
+
+def jobplan_schema() -> dict[str, Any]:
+    schema = JobPlan.model_json_schema(by_alias=True, mode="serialization")
+    return {"$schema": SCHEMA_DIALECT, "$id": "https://devjobs.dev/schemas/jobplan.json", **schema}
+
+
+def customizations_schema() -> dict[str, Any]:
+    job = JobSpec.model_json_schema(by_alias=True)
+    defs = job.pop("$defs", {})
+    job["required"] = [name for name in job.get("required", []) if name != "name"]
+    job["properties"].pop("name")
+    job["description"] = "A job named by its key; the same fields as a Project CR job."
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": "https://devjobs.dev/schemas/devcontainer-customizations.json",
+        "title": "customizations.devjobs",
+        "description": "devjobs settings in devcontainer.json: triggers for tasks, extra jobs.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "triggers": {
+                "description": "Task name -> the lifecycle point at which it runs.",
+                "type": "object",
+                "additionalProperties": {"enum": [trigger.value for trigger in Trigger]},
+            },
+            "jobs": {
+                "description": "Job name -> job definition.",
+                "type": "object",
+                "additionalProperties": {"$ref": "#/$defs/Job"},
+            },
+        },
+        "$defs": {**defs, "Job": job},
+    }
+
+
+def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON Schema node as a Kubernetes structural OpenAPI v3 schema:
+    refs inlined, `X | None` as X, no titles/defaults, integer bounds in
+    OpenAPI 3.0 form. Unions of several types keep their first (the CR's) form."""
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in schema:
+        # `X | None` becomes X: the API server drops nulls of non-nullable fields,
+        # which for an optional field means the same as leaving it out.
+        options = [option for option in schema["anyOf"] if option.get("type") != "null"]
+        return _structural({**options[0], **_keep(schema)}, defs)
+    node: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in {"title", "default", "$defs"}:
+            continue
+        if key == "additionalProperties" and not isinstance(value, dict):
+            continue  # structural schemas forbid `additionalProperties: false`
+        if key == "description":
+            node[key] = " ".join(value.split())
+        elif key == "enum":
+            node[key] = list(value)
+        elif key == "properties":
+            node[key] = {name: _structural(child, defs) for name, child in value.items()}
+        elif key in {"items", "additionalProperties"}:
+            node[key] = _structural(value, defs)
+        elif key == "exclusiveMinimum":
+            node["minimum"] = value + 1 if schema.get("type") == "integer" else value
+            if schema.get("type") != "integer":
+                node["exclusiveMinimum"] = True
+        else:
+            node[key] = value
+    if "enum" in node and "type" not in node:
+        node["type"] = "string"
+    return node
+
+
+def _keep(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: schema[key] for key in ("description",) if key in schema}
+
+
+def project_crd(catalyst_crd: dict[str, Any]) -> dict[str, Any]:
+    """Catalyst's Project CRD, widened with devjobs' per-source fields."""
+    crd = copy.deepcopy(catalyst_crd)
+    job = JobSpec.model_json_schema(by_alias=True)
+    job_schema = _structural(job, job.get("$defs", {}))
+    job_schema["description"] = "A CI-style job run by devjobs for this source."
+    # The one field where null differs from absent: "the build image, not the
+    # devcontainer's image".
+    job_schema["properties"]["image"]["nullable"] = True
+    ref = DevcontainerRef.model_json_schema(by_alias=True)
+    devcontainer_schema = _structural(ref, ref.get("$defs", {}))
+    devcontainer_schema["description"] = (
+        "Which devcontainer.json devjobs reads for this source (path), or none (enabled: false)."
+    )
+    annotations = crd.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations["devjobs.dev/generated-from"] = (
+        "Catalyst's Project CRD plus spec.sources[].jobs and spec.sources[].devcontainer"
+    )
+    for version in crd["spec"]["versions"]:
+        sources = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+            "sources"
+        ]["items"]
+        sources["properties"]["jobs"] = {
+            "description": "Jobs for this source; they override devcontainer.json jobs by name.",
+            "type": "array",
+            "items": job_schema,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        }
+        sources["properties"]["devcontainer"] = devcontainer_schema
+    return crd
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Kubernetes manifests are read by many tools; anchors and aliases confuse some."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_all(catalyst_crd_path: Path = CATALYST_PROJECT_CRD) -> dict[str, str]:
+    """Relative path under schemas/ -> file content."""
+    catalyst = yaml.safe_load(catalyst_crd_path.read_text(encoding="utf-8"))
+    return {
+        "jobplan.schema.json": json.dumps(jobplan_schema(), indent=2) + "\n",
+        "devcontainer-customizations.schema.json": json.dumps(customizations_schema(), indent=2)
+        + "\n",
+        "crds/projects.catalyst.catalyst.dev.yaml": "# Generated by `python -m devjobs.schemas`:"
+        " do not edit.\n---\n"
+        + yaml.dump(project_crd(catalyst), Dumper=_NoAliasDumper, sort_keys=False),
+    }
+
+
+def main(argv: list[str]) -> int:
+    source = Path(argv[0]) if argv else CATALYST_PROJECT_CRD
+    for relative, content in render_all(source).items():
+        target = SCHEMAS_DIR / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+        print(f"wrote {target.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
