@@ -27,10 +27,16 @@ class Document:
     index: int
     value: Any
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """JSON pointer -> 1-based (line, column) of the value (for keys' values)."""
+    """JSON pointer -> 1-based (line, column) of the value."""
+    key_positions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """JSON pointer -> 1-based (line, column) of the mapping key naming that value."""
 
-    def place(self, pointer: str) -> str:
-        """`file:line:col` of the value at `pointer`, or of its closest ancestor."""
+    def place(self, pointer: str, *, at_key: bool = False) -> str:
+        """`file:line:col` of the value at `pointer` (or of its key), else of the closest
+        ancestor."""
+        if at_key and pointer in self.key_positions:
+            line, col = self.key_positions[pointer]
+            return f"{self.file}:{line}:{col}"
         probe = pointer
         while True:
             if probe in self.positions:
@@ -40,9 +46,11 @@ class Document:
                 return self.file
             probe = probe.rsplit("/", 1)[0]
 
-    def where(self, pointer: str) -> str:
+    def where(self, pointer: str, *, at_key: bool = False) -> str:
         """The place plus the field path: what error messages start with."""
-        return f"{self.place(pointer)}: {pointer_to_path(pointer)}" if pointer else self.place("")
+        if not pointer:
+            return self.place("")
+        return f"{self.place(pointer, at_key=at_key)}: {pointer_to_path(pointer)}"
 
 
 def escape_token(token: str) -> str:
@@ -67,7 +75,11 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct(
-    loader: _Loader, node: yaml.Node, pointer: str, positions: dict[str, tuple[int, int]]
+    loader: _Loader,
+    node: yaml.Node,
+    pointer: str,
+    positions: dict[str, tuple[int, int]],
+    key_positions: dict[str, tuple[int, int]],
 ) -> Any:
     """Build plain Python values from the node tree, recording each value's position."""
     positions[pointer] = (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -81,11 +93,12 @@ def _construct(
             if key in result:
                 raise _PositionedError(key_node, f"duplicate key {key!r}")
             child = f"{pointer}/{escape_token(key)}"
-            result[key] = _construct(loader, value_node, child, positions)
+            key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            result[key] = _construct(loader, value_node, child, positions, key_positions)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _construct(loader, item, f"{pointer}/{i}", positions)
+            _construct(loader, item, f"{pointer}/{i}", positions, key_positions)
             for i, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)
@@ -120,12 +133,13 @@ def load_documents(path: Path, *, display: str | None = None) -> list[Document]:
             if node is None:
                 continue
             positions: dict[str, tuple[int, int]] = {}
+            key_positions: dict[str, tuple[int, int]] = {}
             loader = _Loader("")
             try:
-                value = _construct(loader, node, "", positions)
+                value = _construct(loader, node, "", positions, key_positions)
             finally:
                 loader.dispose()
-            documents.append(Document(name, index, value, positions))
+            documents.append(Document(name, index, value, positions, key_positions))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name

@@ -78,14 +78,15 @@ def _validation_place(document: Document, base: str, error: ValidationError) -> 
         f"/{escape_token(str(part))}" for part in first["loc"] if not _is_union_tag(part)
     )
     message = first["msg"]
-    if first["type"] == "extra_forbidden":
+    at_key = first["type"] == "extra_forbidden"
+    if at_key:
         message = "unknown field"
     elif first["type"] == "missing":
         message = "required field is missing"
     elif first["type"] == "enum":
         expected = first.get("ctx", {}).get("expected", "")
         message = f"must be one of {expected}" if expected else message
-    return DevjobsError(document.where(pointer), message)
+    return DevjobsError(document.where(pointer, at_key=at_key), message)
 
 
 def _is_union_tag(part: str | int) -> bool:
