@@ -1,0 +1,186 @@
+"""A typed view of a Catalyst Environment, the object every run belongs to.
+
+Built from the dict the API returns or a YAML/JSON file holds, checked once here so the
+renderer and the run path never index into raw dicts. Errors name the CR field path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devjobs.errors import DevjobsError
+
+GROUP = "catalyst.catalyst.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Environment"
+PLURAL = "environments"
+
+
+@dataclass(frozen=True)
+class EnvironmentSource:
+    """`spec.sources[i]`: which commit of a Project source this environment runs."""
+
+    name: str
+    branch: str | None = None
+    commit_sha: str | None = None
+    pr_number: int | None = None
+
+    @property
+    def revision(self) -> str | None:
+        """What to check out: the commit, else the branch (Catalyst treats "HEAD" as unset)."""
+        if self.commit_sha and self.commit_sha != "HEAD":
+            return self.commit_sha
+        return self.branch or None
+
+
+@dataclass(frozen=True)
+class Environment:
+    namespace: str
+    name: str
+    uid: str
+    project: str
+    type: str
+    generation: int = 0
+    deployment_mode: str | None = None
+    sources: tuple[EnvironmentSource, ...] = field(default_factory=tuple)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def source(self, name: str) -> EnvironmentSource | None:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        return None
+
+    def owner_reference(self) -> dict[str, Any]:
+        """Owner reference so everything devjobs creates goes when the Environment goes.
+
+        Not `controller: true`: the Catalyst operator may own the same kinds of objects.
+        """
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "blockOwnerDeletion": False,
+        }
+
+
+def parse_ref(text: str, place: str = "--environment") -> tuple[str, str]:
+    """`NS/NAME` -> (namespace, name)."""
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise DevjobsError(place, f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
+
+
+def _str(obj: Mapping[str, Any], key: str, place: str, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        if required:
+            raise DevjobsError(f"{place}.{key}", "is required")
+        return None
+    if not isinstance(value, str):
+        raise DevjobsError(f"{place}.{key}", f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def from_dict(obj: Any, place: str = "Environment") -> Environment:
+    """Check and convert an Environment object (as the API returns it)."""
+    if not isinstance(obj, Mapping):
+        raise DevjobsError(place, "not an object")
+    if obj.get("apiVersion") != API_VERSION or obj.get("kind") != KIND:
+        raise DevjobsError(
+            place,
+            f"expected apiVersion {API_VERSION} kind {KIND}, "
+            f"got {obj.get('apiVersion')!r} {obj.get('kind')!r}",
+        )
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        raise DevjobsError(f"{place}.metadata", "is required")
+    name = _str(metadata, "name", f"{place}.metadata")
+    namespace = _str(metadata, "namespace", f"{place}.metadata")
+    # A file written by hand has no uid; rendering then uses a stable placeholder
+    # (server-side dry-run and real runs always read the live object).
+    uid = _str(metadata, "uid", f"{place}.metadata", required=False) or ""
+    generation = metadata.get("generation", 0)
+    if not isinstance(generation, int):
+        raise DevjobsError(f"{place}.metadata.generation", "must be an integer")
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        raise DevjobsError(f"{place}.spec", "is required")
+    project_ref = spec.get("projectRef")
+    if not isinstance(project_ref, Mapping):
+        raise DevjobsError(f"{place}.spec.projectRef", "is required")
+    project = _str(project_ref, "name", f"{place}.spec.projectRef")
+    env_type = _str(spec, "type", f"{place}.spec")
+    mode = _str(spec, "deploymentMode", f"{place}.spec", required=False)
+    raw_sources = spec.get("sources") or []
+    if not isinstance(raw_sources, list):
+        raise DevjobsError(f"{place}.spec.sources", "must be a list")
+    sources: list[EnvironmentSource] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_sources):
+        where = f"{place}.spec.sources[{index}]"
+        if not isinstance(raw, Mapping):
+            raise DevjobsError(where, "must be an object")
+        source_name = _str(raw, "name", where)
+        assert source_name is not None
+        if source_name in seen:
+            raise DevjobsError(f"{where}.name", f"duplicate source {source_name!r}")
+        seen.add(source_name)
+        pr = raw.get("prNumber")
+        if pr is not None and not isinstance(pr, int):
+            raise DevjobsError(f"{where}.prNumber", "must be an integer")
+        sources.append(
+            EnvironmentSource(
+                name=source_name,
+                branch=_str(raw, "branch", where, required=False),
+                commit_sha=_str(raw, "commitSha", where, required=False),
+                pr_number=pr,
+            )
+        )
+    assert name is not None and namespace is not None and project is not None
+    assert env_type is not None
+    return Environment(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        project=project,
+        type=env_type,
+        generation=generation,
+        deployment_mode=mode,
+        sources=tuple(sources),
+    )
+
+
+def load_file(path: Path) -> Environment:
+    """Read an Environment from a YAML or JSON file (one document)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DevjobsError(str(path), error.strerror or str(error)) from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+            if len(docs) != 1:
+                raise DevjobsError(str(path), f"expected one document, found {len(docs)}")
+            data = docs[0]
+    except json.JSONDecodeError as error:
+        raise DevjobsError(f"{path}:{error.lineno}:{error.colno}", error.msg) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise DevjobsError(where, str(getattr(error, "problem", error))) from None
+    return from_dict(data, place=str(path))

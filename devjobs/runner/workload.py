@@ -1,0 +1,92 @@
+"""`runAs: InitContainer` jobs as init containers of the environment's workload.
+
+The patch is a server-side apply configuration of the Deployment holding only the init
+containers and volumes devjobs wants. Applied with devjobs' own field manager it is
+idempotent (the same patch twice changes nothing, so no rollout), and an init container
+devjobs applied before and leaves out now is removed by the API server, while init
+containers, volumes and fields owned by anyone else are untouched.
+
+Each source's InitContainer jobs run after a clone of the source (when it has a
+repository) and the setup steps they ask for, each step once per source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devjobs.resolver.models import JobPlan, RunAs
+from devjobs.runner import naming, workspace
+from devjobs.runner.environment import Environment
+from devjobs.runner.images import resolve_image
+from devjobs.runner.render import (
+    CONTAINER_SECURITY,
+    RenderOptions,
+    revision_of,
+    setup_steps,
+    source_info,
+    step_containers,
+)
+
+PREFIX = "devjobs"
+
+
+def render_workload_patch(
+    plan: JobPlan, environment: Environment, options: RenderOptions
+) -> dict[str, Any]:
+    init_containers: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    sources = [s.name for s in plan.sources] + sorted(
+        {j.source for j in plan.jobs} - {s.name for s in plan.sources}
+    )
+    for source in sources:
+        jobs = [j for j in plan.jobs if j.source == source and j.run_as is RunAs.INIT_CONTAINER]
+        if not jobs:
+            continue
+        info = source_info(plan, source)
+        mounts: list[dict[str, Any]] = []
+        if info and info.repository_url:
+            volume = naming.dns_label(PREFIX, "workspace", source)
+            working_dir = jobs[0].working_dir
+            mounts = [{"name": volume, "mountPath": working_dir}]
+            init_containers.append(
+                workspace.clone_container(
+                    info.repository_url,
+                    revision_of(plan, environment, source),
+                    working_dir,
+                    options.git_image,
+                    options.git_credentials,
+                    options.clone_resources.to_dict(),
+                    dict(CONTAINER_SECURITY),
+                    volume=volume,
+                    name=naming.dns_label(PREFIX, "clone", source),
+                )
+            )
+            volumes += workspace.volumes(options.git_credentials, workspace=volume)
+        done: set[str] = set()
+        for job in jobs:
+            image = resolve_image(job.image, source, environment, options.images, options.builds)
+            for step in setup_steps(plan, job):
+                if step.name in done:
+                    continue
+                done.add(step.name)
+                init_containers += step_containers(
+                    naming.dns_label(PREFIX, source),
+                    step,
+                    image,
+                    options.resources,
+                    mounts,
+                    run_in=job,
+                )
+            init_containers += step_containers(
+                naming.dns_label(PREFIX, source), job, image, options.resources, mounts
+            )
+    unique_volumes = {v["name"]: v for v in volumes}
+    pod_spec: dict[str, Any] = {"initContainers": init_containers}
+    if unique_volumes:
+        pod_spec["volumes"] = list(unique_volumes.values())
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": options.workload, "namespace": environment.namespace},
+        "spec": {"template": {"spec": pod_spec}},
+    }
