@@ -45,6 +45,17 @@ def test_setup_steps_shared_by_jobs_run_once() -> None:
     assert names == ["devjobs-web-post-create", "devjobs-web-a", "devjobs-web-b"]
 
 
+def test_a_setup_step_that_is_itself_an_init_container_job_runs_once() -> None:
+    # The resolver makes on-create/post-create PreDeploy InitContainer jobs themselves.
+    p = plan(
+        job("post-create", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER),
+        job("migrate", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER, setup=["post-create"]),
+        repository=None,
+    )
+    names = [c["name"] for c in _patch(p)["spec"]["template"]["spec"]["initContainers"]]
+    assert names == ["devjobs-web-post-create", "devjobs-web-migrate"]
+
+
 def test_no_init_container_jobs_renders_an_empty_list_so_stale_ones_are_removed() -> None:
     patch = _patch(plan(job("t", Trigger.PRE_DEPLOY), repository=None))
     assert patch["spec"]["template"]["spec"] == {"initContainers": []}

@@ -19,6 +19,8 @@ from devjobs.errors import DevjobsError
 # One line per subcommand module, in the order `devjobs --help` lists them.
 COMMANDS = [
     "devjobs.cli.plan",
+    "devjobs.cli.render",
+    "devjobs.cli.run",
 ]
 
 

@@ -154,10 +154,11 @@ def find_job(plan: JobPlan, wanted: str) -> JobConfig:
 
 # --- containers --------------------------------------------------------------------
 
-CONTAINER_SECURITY = {
-    "allowPrivilegeEscalation": False,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+
+def container_security() -> dict[str, Any]:
+    """Non-root friendly: no privilege escalation, the runtime's default seccomp
+    profile, and nothing that requires a particular user."""
+    return {"allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
@@ -181,7 +182,7 @@ def _container(
         "command": list(argv),
         "workingDir": job.working_dir,
         "resources": resources.to_dict(),
-        "securityContext": dict(CONTAINER_SECURITY),
+        "securityContext": container_security(),
     }
     if env:
         container["env"] = _env_list(env)
@@ -304,7 +305,7 @@ def render_job(
                 options.git_image,
                 options.git_credentials,
                 options.clone_resources.to_dict(),
-                dict(CONTAINER_SECURITY),
+                container_security(),
             )
         )
     for step in setup_steps(plan, job):

@@ -19,8 +19,8 @@ from devjobs.runner import naming, workspace
 from devjobs.runner.environment import Environment
 from devjobs.runner.images import resolve_image
 from devjobs.runner.render import (
-    CONTAINER_SECURITY,
     RenderOptions,
+    container_security,
     revision_of,
     setup_steps,
     source_info,
@@ -56,7 +56,7 @@ def render_workload_patch(
                     options.git_image,
                     options.git_credentials,
                     options.clone_resources.to_dict(),
-                    dict(CONTAINER_SECURITY),
+                    container_security(),
                     volume=volume,
                     name=naming.dns_label(PREFIX, "clone", source),
                 )
@@ -77,6 +77,9 @@ def render_workload_patch(
                     mounts,
                     run_in=job,
                 )
+            if job.name in done:
+                continue  # a setup step another job already ran first
+            done.add(job.name)
             init_containers += step_containers(
                 naming.dns_label(PREFIX, source), job, image, options.resources, mounts
             )

@@ -1,0 +1,182 @@
+"""`devjobs render`: print the Kubernetes objects devjobs would create, without a cluster.
+
+The same `render()` feeds `devjobs run` and the controller, so what this prints is what
+they apply. Output is byte-stable: sorted keys, objects in plan order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from devjobs.errors import DevjobsError
+from devjobs.resolver.models import Trigger
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that shape the rendered objects; shared by `render` and `run`."""
+    parser.add_argument(
+        "jobs",
+        nargs="*",
+        metavar="JOB",
+        help="render these jobs (JOB or SOURCE/JOB) as the Manual trigger instead",
+    )
+    parser.add_argument(
+        "--trigger",
+        type=Trigger,
+        choices=list(Trigger),
+        metavar="TRIGGER",
+        help="the lifecycle point whose jobs to render: " + ", ".join(t.value for t in Trigger),
+    )
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="[SOURCE=]IMAGE",
+        help="the image for jobs with no image of their own (default: Catalyst's build image "
+        "registry.default.svc.cluster.local:5000/<project>/<build>-<env>:<commit>)",
+    )
+    parser.add_argument(
+        "--build",
+        action="append",
+        default=[],
+        metavar="SOURCE=BUILD",
+        help="the Catalyst build whose image a source's jobs use (default: the source name)",
+    )
+    parser.add_argument("--git-image", metavar="IMAGE", help="image of the clone init container")
+    parser.add_argument(
+        "--git-secret",
+        metavar="SECRET",
+        help="Secret (keys password, optional username) the clone authenticates with",
+    )
+    parser.add_argument(
+        "--github-installation-id",
+        metavar="ID",
+        help="clone with Catalyst's credential helper (catalyst-git-scripts ConfigMap)",
+    )
+    parser.add_argument(
+        "--workload",
+        default="web",
+        metavar="DEPLOYMENT",
+        help="the Deployment InitContainer jobs are added to (default: web)",
+    )
+    parser.add_argument(
+        "--ttl",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="how long finished Jobs are kept (default: a week)",
+    )
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for value in values:
+        name, sep, item = value.partition("=")
+        if not sep or not name or not item:
+            raise DevjobsError(flag, f"expected SOURCE=VALUE, got {value!r}")
+        result[name] = item
+    return result
+
+
+def options_from_args(args: argparse.Namespace, attempts: dict[str, int] | None = None) -> Any:
+    """RenderOptions from the arguments of `add_render_arguments`."""
+    from devjobs.runner.images import parse_image_overrides
+    from devjobs.runner.render import DEFAULT_TTL_SECONDS, RenderOptions
+    from devjobs.runner.workspace import DEFAULT_GIT_IMAGE, GitCredentials
+
+    if not args.jobs and args.trigger is None:
+        raise DevjobsError("--trigger", "give a trigger or name the jobs to run")
+    if args.jobs and args.trigger not in (None, Trigger.MANUAL):
+        raise DevjobsError("--trigger", "named jobs run as the Manual trigger; drop --trigger")
+    return RenderOptions(
+        trigger=args.trigger,
+        jobs=tuple(args.jobs),
+        images=parse_image_overrides(args.image),
+        builds=_pairs(args.build, "--build"),
+        git_image=args.git_image or DEFAULT_GIT_IMAGE,
+        git_credentials=GitCredentials(
+            secret=args.git_secret, catalyst_installation_id=args.github_installation_id
+        ),
+        workload=args.workload,
+        ttl_seconds=DEFAULT_TTL_SECONDS if args.ttl is None else args.ttl,
+        attempts=attempts or {},
+    )
+
+
+def format_objects(objects: list[dict[str, Any]], output: str) -> str:
+    """YAML documents or a JSON v1 List, keys sorted: same objects, same bytes."""
+    if output == "json":
+        document = {"apiVersion": "v1", "kind": "List", "items": objects}
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # no &id001 anchors: every object reads on its own
+
+    return "".join(
+        "---\n" + yaml.dump(obj, Dumper=Dumper, sort_keys=True, allow_unicode=True, width=1 << 30)
+        for obj in objects
+    )
+
+
+def environment_from_files(environment: Path | None, project: Path | None) -> Any:
+    """The Environment from `--environment FILE`, else from the PROJECT file's documents."""
+    from devjobs.runner import environment as envmod
+
+    if environment is not None:
+        return envmod.load_file(environment)
+    if project is not None and project.suffix != ".json":
+        import yaml
+
+        try:
+            docs = list(yaml.safe_load_all(project.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError):
+            docs = []  # the resolver has already reported a broken project file
+        found = [d for d in docs if isinstance(d, dict) and d.get("kind") == envmod.KIND]
+        if len(found) == 1:
+            return envmod.from_dict(found[0], place=str(project))
+    raise DevjobsError("--environment", "required: a file with the Environment to render for")
+
+
+def register(subparsers: Any) -> None:
+    from devjobs.cli.plan import add_input_arguments
+
+    parser = subparsers.add_parser(
+        "render",
+        help="print the Kubernetes objects devjobs would create (no cluster needed)",
+        description="Resolve the plan and print the batch/v1 Jobs of one trigger (or of the "
+        "named jobs), and at PreDeploy the workload's init-container patch, exactly as "
+        "`devjobs run` applies them.",
+    )
+    add_input_arguments(parser)
+    add_render_arguments(parser)
+    parser.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from devjobs.cli.plan import request_from_args
+    from devjobs.resolver.plan import resolve
+    from devjobs.runner.render import render
+
+    options = options_from_args(args)
+    environment = environment_from_files(args.environment, args.project)
+    plan = resolve(request_from_args(args)).plan
+    rendered = render(plan, environment, options)
+    sys.stdout.write(format_objects(rendered.manifests(), args.output))
+    return 0
