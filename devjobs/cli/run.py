@@ -1,0 +1,230 @@
+"""`devjobs run`: run a job plan, on this machine (`--local`) or in an environment's cluster.
+
+The local path resolves the plan with target "local" and hands it to
+`devjobs.runner.local`. With no PROJECT and no `--source` it runs the current directory
+when that has a devcontainer config, else the embedded default workspace (a copy of
+`devjobs/data/default`, so jobs never write into the installed package).
+
+PROJECT and JOB are both positional: the first positional is PROJECT only when it names
+an existing file or ends in .yaml/.yml/.json; otherwise it is the first JOB, so
+`devjobs run --local test` runs the job `test` of the current directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from devjobs.cli.plan import add_input_arguments, request_from_args
+from devjobs.errors import DevjobsError
+
+PROJECT_SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_SOURCE = "default"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run jobs: on this machine with --local, or in an environment's cluster",
+        description="Run a job plan's jobs, lifecycle points in order (PostBuild, PreDeploy, "
+        "PostDeploy; Manual jobs only when named), setup steps first.",
+    )
+    add_input_arguments(parser, environment_file=False)
+    parser.add_argument(
+        "jobs",
+        nargs="*",
+        metavar="JOB",
+        help="run just these jobs (`job` or `source/job`, Manual ones included) with their setup",
+    )
+    parser.add_argument(
+        "--environment",
+        metavar="NS/NAME|FILE",
+        help="on a cluster: the Environment to run in; with --local: a file with the "
+        "Environment whose sources' commits pin the plan",
+    )
+    parser.add_argument("--trigger", metavar="T", type=_trigger, help="run only this point")
+    parser.add_argument("--local", action="store_true", help="run on this machine")
+    local = parser.add_argument_group("local runs (--local)")
+    local.add_argument(
+        "--backend",
+        choices=["auto", "docker", "process"],
+        default="auto",
+        help="docker: each job in a container of its image; process: each command a child "
+        "process in the checkout (images unused); auto (default): docker when an engine "
+        "answers at DOCKER_HOST",
+    )
+    local.add_argument(
+        "--image", metavar="IMAGE", help="docker: the image for jobs without one (build image)"
+    )
+    local.add_argument("--network", metavar="NAME", help="docker: the job containers' network")
+    local.add_argument(
+        "-j", "--jobs", dest="parallelism", type=_positive_int, default=1, metavar="N",
+        help="run up to N independent jobs of a lifecycle point at once (default 1)",
+    )  # fmt: skip
+    local.add_argument(
+        "--fail-fast", action="store_true", help="stop everything at the first failed job"
+    )
+    local.add_argument(
+        "--timeout", type=_positive_float, metavar="SECONDS",
+        help="per-job time limit, overriding each job's timeoutSeconds",
+    )  # fmt: skip
+    local.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    local.add_argument(
+        "-o", "--output", choices=["text", "json"], default="text",
+        help="json: print only a result document on stdout (job output goes to stderr)",
+    )  # fmt: skip
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    _split_project_and_jobs(args)
+    if args.local:
+        return run_local(args)
+    return run_on_cluster(args)
+
+
+def run_on_cluster(args: argparse.Namespace) -> int:
+    """`devjobs run PROJECT --environment NS/NAME --trigger T [JOB...]`: the Kubernetes
+    runner's path (issue: Kubernetes runner)."""
+    print("devjobs: error: running on a cluster is not available yet; use --local",
+          file=sys.stderr)  # fmt: skip
+    return 2
+
+
+def run_local(args: argparse.Namespace) -> int:
+    from devjobs.resolver.plan import resolve
+    from devjobs.runner.local import choose_backend, run_plan
+    from devjobs.runner.local.executor import RunOptions
+    from devjobs.runner.local.schedule import build_schedule
+
+    if args.environment is not None:
+        args.environment = Path(args.environment)
+    request = request_from_args(args, target="local", full_checkout=True)
+    with _default_workspace(request) as (request, embedded):
+        resolved = resolve(request)
+        plan = resolved.plan
+        for warning in plan.warnings:
+            print(f"devjobs: warning: {warning}", file=sys.stderr)
+        stages = build_schedule(plan, trigger=args.trigger, names=args.jobs)
+        if not stages:
+            manual = ", ".join(j.key for j in plan.jobs if j.trigger == "Manual")
+            hint = f" (Manual jobs run only when named: {manual})" if manual else ""
+            print(f"devjobs: nothing to run{hint}", file=sys.stderr)
+            return 0
+        backend_choice = "process" if embedded and args.backend == "auto" else args.backend
+        backend = choose_backend(backend_choice, image=args.image, network=args.network)
+        options = RunOptions(
+            parallelism=args.parallelism, fail_fast=args.fail_fast, timeout_seconds=args.timeout
+        )
+        result, report = run_plan(
+            plan,
+            stages,
+            resolved.checkouts,
+            backend,
+            options,
+            json_output=args.output == "json",
+            install_signal_handlers=_install_signal_handlers,
+        )
+    if args.junit is not None:
+        from devjobs.runner.local.report import junit_xml
+
+        try:
+            args.junit.write_text(junit_xml(result), encoding="utf-8")
+        except OSError as error:
+            raise DevjobsError(str(args.junit), f"cannot write the JUnit report: {error}") from None
+    if report is not None:
+        print(report)
+    return result.exit_code
+
+
+@contextmanager
+def _default_workspace(request: Any) -> Iterator[tuple[Any, bool]]:
+    """The request as given, or with the current directory / the embedded default as its
+    one source when it names nothing; True when the embedded default is used."""
+    if request.project_file is not None or request.sources or request.environment_file:
+        yield request, False
+        return
+    from devjobs.resolver.discovery import find_config
+    from devjobs.resolver.names import is_valid_name, normalise_name
+
+    cwd = Path.cwd()
+    if find_config(cwd) is not None:
+        name = cwd.name if is_valid_name(cwd.name) else _safe_name(normalise_name, cwd.name)
+        print(f"devjobs: running the devcontainer config of this directory as source "
+              f"{name!r}", file=sys.stderr)  # fmt: skip
+        yield dataclasses.replace(request, sources={name: str(cwd)}), False
+        return
+    embedded = resources.files("devjobs") / "data" / "default"
+    with tempfile.TemporaryDirectory(prefix="devjobs-default-") as scratch:
+        workspace = Path(scratch) / DEFAULT_SOURCE
+        with resources.as_file(embedded) as original:
+            shutil.copytree(original, workspace)
+        print("devjobs: no devcontainer config here: running the embedded default "
+              f"workspace (a copy in {workspace})", file=sys.stderr)  # fmt: skip
+        yield dataclasses.replace(request, sources={DEFAULT_SOURCE: str(workspace)}), True
+
+
+def _safe_name(normalise: Any, text: str) -> str:
+    try:
+        name: str = normalise(text, "")[0]
+    except DevjobsError:
+        return "workspace"
+    return name
+
+
+def _install_signal_handlers(interrupt: Any) -> None:
+    """Ctrl-C and SIGTERM stop the run cleanly (its jobs cancelled, nothing left behind)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        interrupt()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _split_project_and_jobs(args: argparse.Namespace) -> None:
+    """The first positional is a JOB unless it looks like a Project file."""
+    project: Path | None = args.project
+    if project is None or project.is_file() or project.suffix in PROJECT_SUFFIXES:
+        return
+    args.jobs = [str(project), *args.jobs]
+    args.project = None
+
+
+def _trigger(text: str) -> Any:
+    from devjobs.runner.local.schedule import parse_trigger
+
+    try:
+        return parse_trigger(text)
+    except DevjobsError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
