@@ -1,0 +1,314 @@
+"""GitHub commit statuses for jobs: `devjobs/<source>/<job>` on the commit that ran.
+
+Public API:
+    GitHubStatuses(token, *, api_url, target_url_template, timeout, max_retries,
+                   max_wait, sleep, clock).set_status(repo, sha, *, context, state,
+                   description, target_url=None) -> bool   (False: cached, not posted)
+    github_repo(repository_url, *, host="github.com") -> "owner/name" | None
+    status_context(source, job) -> "devjobs/<source>/<job>"
+    state_for(phase) -> "pending" | "success" | "failure" | "error"
+    description_for(state) -> str                      <= 140 characters
+
+Implements the documented endpoint `POST /repos/{owner}/{repo}/statuses/{sha}` (201 on
+success) with the stdlib only: one small request does not justify a dependency. Retries
+5xx and transport errors with bounded exponential backoff, and rate limits (403/429 with
+`retry-after`, or `x-ratelimit-remaining: 0` until `x-ratelimit-reset`) by waiting as
+told, capped by `max_wait`: a longer wait raises so a controller can requeue instead of
+blocking. The token is sent only in the Authorization header and never appears in
+errors or reprs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from devjobs.errors import DevjobsError
+from devjobs.runner.jobstate import JobState, Phase
+
+StatusState = Literal["pending", "success", "failure", "error"]
+STATES: frozenset[str] = frozenset({"pending", "success", "failure", "error"})
+API_VERSION = "2022-11-28"
+MAX_DESCRIPTION = 140
+TEMPLATE_FIELDS = frozenset({"repo", "owner", "name", "sha", "context", "source", "job"})
+_SHA = re.compile(r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$")
+_OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
+_NAME = r"[A-Za-z0-9._-]+"
+
+
+def status_context(source: str, job: str) -> str:
+    return f"devjobs/{source}/{job}"
+
+
+def state_for(phase: Phase) -> StatusState:
+    """Cancelled is `error` (the job did not get to say pass or fail), not `failure`."""
+    states: dict[Phase, StatusState] = {
+        Phase.PENDING: "pending",
+        Phase.RUNNING: "pending",
+        Phase.SUCCEEDED: "success",
+        Phase.FAILED: "failure",
+        Phase.CANCELLED: "error",
+    }
+    return states[phase]
+
+
+def description_for(state: JobState) -> str:
+    """One line for the status list on a pull request, at most 140 characters."""
+    if state.phase is Phase.SUCCEEDED and state.started and state.finished:
+        seconds = max(0, int((state.finished - state.started).total_seconds()))
+        text = f"Succeeded in {_duration(seconds)}"
+    elif state.phase is Phase.FAILED:
+        detail = state.message or state.reason
+        if state.exit_code is not None and f"code {state.exit_code}" not in detail:
+            detail = f"exit code {state.exit_code}; {detail}"
+        text = f"{state.reason}: {detail}" if state.reason != "Failed" else f"Failed: {detail}"
+    else:
+        text = state.phase.value if not state.message else f"{state.phase.value}: {state.message}"
+    return _shorten(" ".join(text.split()), MAX_DESCRIPTION)
+
+
+def github_repo(repository_url: str, *, host: str = "github.com") -> str | None:
+    """`owner/name` of a GitHub repository URL (https, ssh, scp-like `git@host:o/r`),
+    None for anything else (another host, a sub-path such as `/tree/main`)."""
+    url = repository_url.strip()
+    scp = re.fullmatch(rf"(?:[^@/\s]+@)?([^:/\s]+):(?!//)/?({_OWNER})/({_NAME})", url)
+    if scp:
+        found_host, owner, name = scp.groups()
+    else:
+        parsed = urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+        if parsed.scheme not in ("https", "http", "ssh", "git") or parsed.query or parsed.fragment:
+            return None
+        found_host = parsed.hostname or ""
+        match = re.fullmatch(rf"/({_OWNER})/({_NAME})/?", parsed.path)
+        if not match:
+            return None
+        owner, name = match.groups()
+    if found_host.lower() not in (host.lower(), f"www.{host.lower()}"):
+        return None
+    name = name.removesuffix(".git")
+    if not name or name in (".", ".."):
+        return None
+    return f"{owner}/{name}"
+
+
+class GitHubStatuses:
+    """Posts commit statuses; one instance per token, kept for the life of the process so
+    its cache can drop repeats (every reconcile would otherwise post the same status)."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        api_url: str = "https://api.github.com",
+        target_url_template: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 4,
+        max_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not token:
+            raise DevjobsError("github", "no token given")
+        if target_url_template is not None:
+            _check_template(target_url_template)
+        self._token = token
+        self._api_url = api_url.rstrip("/")
+        self._template = target_url_template
+        self._timeout = timeout
+        self._max_retries = max(0, max_retries)
+        self._max_wait = max_wait
+        self._sleep = sleep
+        self._clock = clock
+        self._posted: dict[tuple[str, str, str], tuple[str, str, str | None]] = {}
+
+    def __repr__(self) -> str:
+        return f"GitHubStatuses(api_url={self._api_url!r}, token=<redacted>)"
+
+    def target_url(self, repo: str, sha: str, context: str) -> str | None:
+        """The template filled in (values URL-quoted), or None without a template."""
+        if self._template is None:
+            return None
+        owner, _, name = repo.partition("/")
+        parts = context.split("/")
+        source, job = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+        values = {
+            "repo": repo,
+            "owner": owner,
+            "name": name,
+            "sha": sha,
+            "context": context,
+            "source": source,
+            "job": job,
+        }
+        quoted = {
+            k: urllib.parse.quote(v, safe="/" if k == "repo" else "") for k, v in values.items()
+        }
+        return self._template.format_map(quoted)
+
+    def set_status(
+        self,
+        repo: str,
+        sha: str,
+        *,
+        context: str,
+        state: StatusState,
+        description: str,
+        target_url: str | None = None,
+    ) -> bool:
+        """Post the status unless this process already posted the same one for
+        (repo, sha, context). Returns whether a request was made; raises DevjobsError
+        on a refusal or when retries or the allowed wait are exhausted."""
+        if not re.fullmatch(rf"{_OWNER}/{_NAME}", repo):
+            raise DevjobsError("github", f"{repo!r} is not an owner/name repository")
+        if not _SHA.match(sha):
+            raise DevjobsError("github", f"{sha!r} is not a full commit SHA")
+        if state not in STATES:
+            raise DevjobsError("github", f"state {state!r} is not one of {sorted(STATES)}")
+        description = _shorten(" ".join(description.split()), MAX_DESCRIPTION)
+        url_value = target_url if target_url is not None else self.target_url(repo, sha, context)
+        key = (repo.lower(), sha.lower(), context.lower())  # GitHub: context is case-insensitive
+        wanted = (state, description, url_value)
+        if self._posted.get(key) == wanted:
+            return False
+        body: dict[str, Any] = {"state": state, "description": description, "context": context}
+        if url_value is not None:
+            body["target_url"] = url_value
+        path = f"/repos/{repo}/statuses/{sha}"
+        self._post(path, body)
+        self._posted[key] = wanted
+        return True
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        failures = 0
+        while True:
+            request = urllib.request.Request(
+                self._api_url + path,
+                data=data,
+                method="POST",
+                headers={
+                    "Accept": "application/vnd.github+json",
+                    "Authorization": f"Bearer {self._token}",
+                    "X-GitHub-Api-Version": API_VERSION,
+                    "Content-Type": "application/json",
+                    "User-Agent": "devjobs",
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                    response.read()
+                    return
+            except urllib.error.HTTPError as err:
+                status = err.code
+                headers = {k.lower(): v for k, v in err.headers.items()}
+                message = self._redact(_error_message(err))
+                wait = self._rate_limit_wait(status, headers, message, failures)
+                if wait is None and status < 500:
+                    raise DevjobsError(
+                        "github", f"POST {path}: {status} {message}{_hint(status)}"
+                    ) from None
+                reason = f"{status} {message}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+                wait = None
+                reason = self._redact(str(getattr(err, "reason", err)))
+            failures += 1
+            if failures > self._max_retries:
+                raise DevjobsError(
+                    "github", f"POST {path}: gave up after {failures} attempts: {reason}"
+                )
+            if wait is None:
+                wait = min(float(2 ** (failures - 1)), self._max_wait)
+            if wait > self._max_wait:
+                until = datetime.fromtimestamp(self._clock() + wait, UTC).strftime("%H:%M:%SZ")
+                raise DevjobsError(
+                    "github",
+                    f"POST {path}: rate limited until {until} ({wait:.0f}s, more than the "
+                    f"{self._max_wait:.0f}s allowed to wait): {reason}",
+                )
+            self._sleep(wait)
+
+    def _rate_limit_wait(
+        self, status: int, headers: Mapping[str, str], message: str, failures: int
+    ) -> float | None:
+        """Seconds to wait when the response is a rate limit, else None. Follows GitHub's
+        documented order: retry-after, then remaining=0 until reset, then at least a
+        minute for a secondary limit without either, growing exponentially."""
+        if status not in (403, 429):
+            return None
+        retry_after = str(headers.get("retry-after", "")) or None
+        remaining = str(headers.get("x-ratelimit-remaining", ""))
+        if retry_after is not None and retry_after.strip().isdigit():
+            return float(retry_after)
+        if remaining == "0":
+            reset = str(headers.get("x-ratelimit-reset", ""))
+            if reset.strip().isdigit():
+                return max(1.0, float(reset) - self._clock() + 1)
+            return 60.0 * float(2**failures)
+        if status == 429 or "rate limit" in message.lower():
+            return 60.0 * float(2**failures)
+        return None
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "<redacted>") if self._token else text
+
+
+def _error_message(err: urllib.error.HTTPError) -> str:
+    """GitHub's `message` (plus validation `errors`), or the HTTP reason phrase."""
+    try:
+        raw = err.read(4096)
+        payload = json.loads(raw) if raw else {}
+    except (OSError, ValueError):
+        payload = {}
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        text = str(payload["message"])
+        errors = payload.get("errors")
+        if isinstance(errors, list) and errors:
+            text += f" {json.dumps(errors)[:300]}"
+        return text
+    return str(err.reason)
+
+
+def _hint(status: int) -> str:
+    if status == 401:
+        return " (the token is invalid or expired)"
+    if status in (403, 404):
+        return (
+            " (the token cannot write commit statuses to this repository: it needs the "
+            "`repo:status` scope or `statuses: write` permission)"
+        )
+    if status == 422:
+        return " (the commit does not exist in the repository, or the status is invalid)"
+    return ""
+
+
+def _check_template(template: str) -> None:
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise DevjobsError("github target URL template", str(err)) from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        raise DevjobsError(
+            "github target URL template",
+            f"unknown field(s) {sorted(unknown)}; known: {sorted(TEMPLATE_FIELDS)}",
+        )
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _duration(seconds: int) -> str:
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
