@@ -32,6 +32,11 @@ CATALYST_PROJECT_CRD = (
 
 def jobplan_schema() -> dict[str, Any]:
     schema = JobPlan.model_json_schema(by_alias=True, mode="serialization")
+    job = schema["$defs"]["JobConfig"]
+    for name in ("command", "parallel"):
+        # On the wire the unused form is left out rather than null.
+        job["properties"][name] = job["properties"][name]["anyOf"][0]
+    job["oneOf"] = [{"required": ["command"]}, {"required": ["parallel"]}]
     return {"$schema": SCHEMA_DIALECT, "$id": "https://devjobs.dev/schemas/jobplan.json", **schema}
 
 

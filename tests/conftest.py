@@ -1,3 +1,7 @@
-"""Shared test setup: the real-cluster plugin (tests/cluster) is loaded for every test run."""
+"""Shared test setup, loaded for every test run:
 
-pytest_plugins = ["tests.cluster.plugin"]
+- `tests.cluster.plugin`: a real Kubernetes control plane (and node, tier 2);
+- `tests.gitserver`: real git servers (`git daemon`, smart HTTP) on loopback.
+"""
+
+pytest_plugins = ["tests.cluster.plugin", "tests.gitserver"]

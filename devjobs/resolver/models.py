@@ -100,6 +100,14 @@ class JobConfig(Model):
             raise ValueError("parallel must have at least one entry")
         return self
 
+    def to_wire(self) -> dict[str, Any]:
+        """Exactly one of `command`/`parallel` appears on the wire, never a null twin."""
+        data = super().to_wire()
+        for name in ("command", "parallel"):
+            if data.get(name) is None:
+                del data[name]
+        return data
+
     @property
     def key(self) -> str:
         """`source/name`: unique within a plan."""
@@ -137,6 +145,11 @@ class JobPlan(Model):
     jobs: list[JobConfig] = Field(default_factory=list)
     skipped: list[SkippedItem] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        data = super().to_wire()
+        data["jobs"] = [job.to_wire() for job in self.jobs]
+        return data
 
     def jobs_for(self, trigger: Trigger) -> list[JobConfig]:
         """Jobs of one lifecycle point, in plan order."""
