@@ -187,7 +187,8 @@ def format_table(plan: JobPlan) -> str:
         lines.append("")
         lines.append("Skipped:")
         for item in plan.skipped:
-            lines.append(f"  {item.source}: {item.pointer}: {item.reason}")
+            where = f"{item.file}#{item.pointer}" if item.file else item.pointer
+            lines.append(f"  {item.source}: {where}: {item.reason}")
     if plan.warnings:
         lines.append("")
         lines.append("Warnings:")

@@ -103,6 +103,7 @@ def merge_source(
                     source=source,
                     pointer=project_job.origin.pointer,
                     reason="disabled by the Project (enabled: false)",
+                    file=project_job.origin.file,
                 )
             )
             continue

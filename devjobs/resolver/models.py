@@ -120,6 +120,9 @@ class SkippedItem(Model):
     source: str
     pointer: str
     reason: str
+    file: str | None = None
+    """The file `pointer` points into (devcontainer.json relative to the source, or the
+    Project file)."""
 
 
 class SourceInfo(Model):

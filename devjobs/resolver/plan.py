@@ -98,11 +98,15 @@ def resolve(request: PlanRequest) -> ResolvedPlan:
                 SkippedItem(
                     source=source.name,
                     pointer=f"/spec/sources/{source.index}/devcontainer",
+                    file=project.document.file if project else None,
                     reason="devcontainer.json disabled by the Project (enabled: false)",
                 )
             )
         if devcontainer is not None:
-            skipped.extend(devcontainer.skipped)
+            skipped.extend(
+                item if item.file else item.model_copy(update={"file": devcontainer.file})
+                for item in devcontainer.skipped
+            )
             warnings.extend(devcontainer.warnings)
             setup = [job.name for job in devcontainer.jobs if job.name in SETUP_JOBS]
             defaults = SourceDefaults(devcontainer.working_dir, setup, devcontainer.image)
