@@ -97,7 +97,7 @@ def request_from_args(
         else None,
         sources=_pairs(usage, "--source", args.source),
         configs=_pairs(usage, "--config", args.config),
-        target=args.target or target or "cluster",
+        target="local" if (args.target or target) == "local" else "cluster",
         full_checkout=full_checkout,
     )
 

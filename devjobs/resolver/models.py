@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "devjobs.dev/v1alpha1"
+API_VERSION: Literal["devjobs.dev/v1alpha1"] = "devjobs.dev/v1alpha1"
 
 Argv = Annotated[list[str], Field(min_length=1)]
 """A command as an exec argv: the first item is the program."""

@@ -159,7 +159,8 @@ def _sources(
         pointer = f"/spec/sources/{index}"
         pin = pins.get(spec.name)
         override = overrides.pop(spec.name, None)
-        url, local_dir = spec.repository_url, None
+        url: str | None = spec.repository_url
+        local_dir: Path | None = None
         place = project.document.where(f"{pointer}/repositoryUrl")
         if override is not None:
             override_url, local_dir, place = _override_location(spec.name, override)
@@ -182,14 +183,14 @@ def _sources(
             )
         )
     for name, location in overrides.items():
-        url, local_dir, place = _override_location(name, location)
+        added_url, added_dir, place = _override_location(name, location)
         result.append(
             _Source(
                 name=name,
                 spec=None,
                 index=None,
-                url=url,
-                local_dir=local_dir,
+                url=added_url,
+                local_dir=added_dir,
                 branch=None,
                 commit=None,
                 config=request.configs.get(name),
