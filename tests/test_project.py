@@ -110,6 +110,21 @@ spec:
         ),
         ("    jobs: {name: t}\n", ":14:11: spec.sources[0].jobs", "valid list"),
         (
+            "    jobs:\n    - name: t\n      env: {'BAD-NAME': x}\n",
+            ":16:12: spec.sources[0].jobs[0].env",
+            "not a valid environment variable name",
+        ),
+        (
+            "    jobs:\n    - name: t\n      workingDir: src\n",
+            ":16:19: spec.sources[0].jobs[0].workingDir",
+            "must be an absolute path",
+        ),
+        (
+            "    jobs:\n    - name: t\n      command: ''\n",
+            ":16:16: spec.sources[0].jobs[0].command",
+            "must not be empty",
+        ),
+        (
             "    devcontainer: {path: x, enable: false}\n",
             ":14:29: spec.sources[0].devcontainer.enable",
             "unknown field",

@@ -10,13 +10,18 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 API_VERSION: Literal["devjobs.dev/v1alpha1"] = "devjobs.dev/v1alpha1"
 
 Argv = Annotated[list[str], Field(min_length=1)]
 """A command as an exec argv: the first item is the program."""
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+"""What a POSIX shell (and Kubernetes' EnvVar validation in practice) accepts as a name."""
 
 
 class Trigger(enum.StrEnum):
@@ -196,3 +201,29 @@ class JobSpec(Model):
     setup: bool | None = None
     """Whether the devcontainer's setup steps (onCreateCommand, ...) run first. Default:
     yes for jobs in the devcontainer's image, no for others."""
+
+    @field_validator("command")
+    @classmethod
+    def _command_does_something(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("command must not be empty")
+        if isinstance(value, list) and not value[0]:
+            raise ValueError("the program (first item) must not be empty")
+        if isinstance(value, dict) and not value:
+            raise ValueError("a parallel command needs at least one entry")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_are_valid(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name in value or {}:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir_is_absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"workingDir must be an absolute path, not {value!r}")
+        return value
