@@ -1,0 +1,138 @@
+"""Writing devjobs' conditions to a Catalyst Environment's status (the imperative shell).
+
+Public API:
+    write_conditions(api_client, namespace, name, desired, *, field_manager="devjobs",
+                     now=None, max_attempts=5, after_read=None) -> bool
+    ENV_GROUP, ENV_VERSION, ENV_PLURAL
+
+How it cannot clobber Catalyst's conditions: it reads the Environment, merges `desired`
+into the conditions it read (`merge_conditions`: other types untouched), and sends a JSON
+patch to the status subresource whose first operation is a `test` of
+`/metadata/resourceVersion` against the version read. The server applies the patch to
+the object as it is at write time, so if anyone (Catalyst's operator included) changed it
+in between, the test fails, nothing is written, and the read-merge-write starts again.
+The conditions list sent is therefore always "exactly what was there, plus ours".
+Server-side apply was the alternative; it was not chosen because an apply that omits one
+of devjobs' earlier conditions deletes it, so every caller would have to send all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from devjobs.errors import DevjobsError
+from devjobs.runner.conditions import merge_conditions
+
+ENV_GROUP = "catalyst.catalyst.dev"
+ENV_VERSION = "v1alpha1"
+ENV_PLURAL = "environments"
+JSON_PATCH = "application/json-patch+json"
+
+
+def write_conditions(
+    api_client: Any,
+    namespace: str,
+    name: str,
+    desired: Sequence[Mapping[str, Any]],
+    *,
+    field_manager: str = "devjobs",
+    now: datetime | None = None,
+    max_attempts: int = 5,
+    after_read: Callable[[Mapping[str, Any]], None] | None = None,
+) -> bool:
+    """Merge `desired` into the Environment's `status.conditions`; True when it wrote,
+    False when they were already there (no request but the read). Retries when the
+    Environment changed between the read and the write (409, or the failed `test`).
+    `after_read` is called with each object read, before the write (lets tests provoke a
+    real conflict). Raises DevjobsError on RBAC denial, a missing Environment, or when
+    every attempt conflicted."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = client.CustomObjectsApi(api_client)
+    place = f"environments/{namespace}/{name}"
+    for attempt in range(1, max_attempts + 1):
+        try:
+            env = cast(
+                dict[str, Any],
+                api.get_namespaced_custom_object(
+                    ENV_GROUP, ENV_VERSION, namespace, ENV_PLURAL, name
+                ),
+            )
+        except ApiException as err:
+            raise _api_error(place, "get", err) from None
+        status = env.get("status") if isinstance(env.get("status"), Mapping) else None
+        existing = (status or {}).get("conditions") or []
+        merged = merge_conditions(existing, desired, now=now or datetime.now(UTC))
+        if merged is None:
+            return False
+        if after_read is not None:
+            after_read(env)
+        patch: list[dict[str, Any]] = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": env["metadata"]["resourceVersion"],
+            },
+            {"op": "add", "path": "/status/conditions", "value": merged}
+            if status is not None
+            else {"op": "add", "path": "/status", "value": {"conditions": merged}},
+        ]
+        try:
+            api.patch_namespaced_custom_object_status(
+                ENV_GROUP,
+                ENV_VERSION,
+                namespace,
+                ENV_PLURAL,
+                name,
+                patch,
+                field_manager=field_manager,
+                _content_type=JSON_PATCH,
+            )
+            return True
+        except ApiException as err:
+            if not _is_conflict(err):
+                raise _api_error(place, "patch status of", err) from None
+        time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise DevjobsError(
+        place,
+        f"status not written: the Environment changed during each of {max_attempts} attempts",
+    )
+
+
+def _is_conflict(err: Any) -> bool:
+    """409, or the 422 the API server answers when a JSON patch `test` op fails."""
+    if err.status == 409:
+        return True
+    return bool(
+        err.status == 422 and "test" in _message(err).lower() and "resourceVersion" in _message(err)
+    )
+
+
+def _api_error(place: str, verb: str, err: Any) -> DevjobsError:
+    message = _message(err)
+    if err.status == 403:
+        return DevjobsError(
+            place,
+            f"forbidden: {message} (devjobs needs `get` on environments.{ENV_GROUP} and "
+            f"`patch` on environments/status in namespace {place.split('/')[1]})",
+        )
+    if err.status == 404:
+        return DevjobsError(place, f"not found: cannot {verb} it ({message})")
+    if err.status == 401:
+        return DevjobsError(place, f"unauthorized: the credentials were refused ({message})")
+    return DevjobsError(place, f"cannot {verb} it: {err.status} {message}")
+
+
+def _message(err: Any) -> str:
+    try:
+        body = json.loads(err.body or "")
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return str(err.reason or err.body or err.status)
