@@ -34,6 +34,8 @@ LABEL_JOB = naming.label("job")
 LABEL_TRIGGER = naming.label("trigger")
 ANNOTATION_COMMIT = naming.label("commit")
 ANNOTATION_SPEC_HASH = naming.label("spec-hash")
+ANNOTATION_BASE_HASH = naming.label("base-hash")
+"""The spec hash without the attempt: equal for every attempt of the same run."""
 ANNOTATION_ATTEMPT = naming.label("attempt")
 ANNOTATION_JOB_KEY = naming.label("job-key")
 ANNOTATION_CONTAINERS = naming.label("containers")
@@ -85,6 +87,7 @@ class RenderedJob:
     trigger: Trigger
     name: str
     spec_hash: str
+    base_hash: str
     commit: str
     manifest: dict[str, Any]
     containers: tuple[str, ...]
@@ -353,10 +356,8 @@ def render_job(
     if job.timeout_seconds is not None:
         spec["activeDeadlineSeconds"] = job.timeout_seconds
     attempt = options.attempts.get(job.key, 0)
-    hash_input: dict[str, Any] = {"spec": spec, "commit": commit}
-    if attempt:
-        hash_input["attempt"] = attempt
-    spec_hash = naming.digest(hash_input, 16)
+    base_hash = naming.digest({"spec": spec, "commit": commit}, 16)
+    spec_hash = naming.digest({"base": base_hash, "attempt": attempt}, 16) if attempt else base_hash
     name = naming.job_name(environment.name, job.source, job.name, spec_hash)
     # Mutable, so outside the hash: changing it must not start a new run.
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds
@@ -367,6 +368,7 @@ def render_job(
         "annotations": {
             ANNOTATION_COMMIT: commit,
             ANNOTATION_SPEC_HASH: spec_hash,
+            ANNOTATION_BASE_HASH: base_hash,
             ANNOTATION_ATTEMPT: str(attempt),
             ANNOTATION_JOB_KEY: job.key,
             ANNOTATION_CONTAINERS: ",".join(c["name"] for c in containers),
@@ -380,6 +382,7 @@ def render_job(
         trigger=trigger,
         name=name,
         spec_hash=spec_hash,
+        base_hash=base_hash,
         commit=commit,
         manifest=manifest,
         containers=tuple(c["name"] for c in containers),

@@ -1,0 +1,265 @@
+"""`devjobs run` on a cluster: create one trigger's Jobs (or the named jobs) for an
+Environment, follow them, stream their logs, report them, exit non-zero on a failure.
+
+Order, so bad input leaves nothing half-applied: read the Environment, resolve and render
+everything, check the workload exists, server-side-apply every object as a dry run, and
+only then apply for real. A Job that already exists (same job, spec and commit) is not
+applied again: it is followed, and its result reported (`--rerun` starts a new attempt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from devjobs.errors import DevjobsError
+from devjobs.runner import environment as envmod
+from devjobs.runner.jobstate import JobState, Phase
+from devjobs.runner.kubeapi import Kube, KubeError, collection_path, connect, describe
+from devjobs.runner.render import (
+    ANNOTATION_ATTEMPT,
+    ANNOTATION_BASE_HASH,
+    LABEL_ENVIRONMENT,
+    Rendered,
+    RenderedJob,
+    render,
+)
+
+
+def add_cluster_arguments(
+    parser: argparse.ArgumentParser, *, render_arguments: bool = True
+) -> None:
+    """`run`'s cluster options; with `render_arguments`, also JOB..., --trigger, --image...
+    (leave them out when the caller's parser already has them)."""
+    parser.add_argument("--kubeconfig", type=Path, metavar="FILE", help="default: $KUBECONFIG")
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    parser.add_argument(
+        "--rerun", action="store_true", help="start a fresh attempt even if these jobs ran"
+    )
+    parser.add_argument("--no-logs", action="store_true", help="do not stream job logs")
+    parser.add_argument(
+        "--detach", action="store_true", help="create the Jobs and exit without following them"
+    )
+    if render_arguments:
+        from devjobs.cli.render import add_render_arguments
+
+        add_render_arguments(parser)
+
+
+def run_on_cluster(
+    args: argparse.Namespace, kube: Kube | None = None, out: TextIO | None = None
+) -> int:
+    """The cluster path of `devjobs run`; `args.environment` is `NAMESPACE/NAME`."""
+    out = out or sys.stdout
+    kube = kube or connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
+    namespace, name = envmod.parse_ref(str(args.environment))
+    env_obj = read_environment(kube, namespace, name)
+    environment = envmod.from_dict(env_obj, place=f"Environment {namespace}/{name}")
+    plan = resolve_plan(args, env_obj)
+
+    from devjobs.cli.render import options_from_args
+
+    options = options_from_args(args)
+    existing = list_jobs(kube, environment)
+    attempts = choose_attempts(render(plan, environment, options), existing, args.rerun)
+    rendered = render(plan, environment, replace(options, attempts=attempts))
+    if not rendered.jobs and rendered.workload_patch is None:
+        out.write("devjobs: no jobs to run\n")
+        return 0
+
+    names = {str(j["metadata"]["name"]) for j in existing}
+    new_jobs = [job for job in rendered.jobs if job.name not in names]
+    patch = workload_patch_to_apply(kube, rendered)
+    objects = [job.manifest for job in new_jobs] + ([patch] if patch else [])
+    for dry_run in (True, False):
+        for obj in objects:
+            try:
+                kube.apply(obj, dry_run=dry_run)
+            except KubeError as error:
+                meta = obj["metadata"]
+                raise DevjobsError(
+                    f"{obj['kind']} {meta['namespace']}/{meta['name']}", describe(error)
+                ) from None
+    for job in rendered.jobs:
+        verb = "created" if job in new_jobs else "exists"
+        out.write(f"devjobs: {job.key} -> job/{job.name} ({verb})\n")
+    if patch is not None:
+        count = len(patch["spec"]["template"]["spec"]["initContainers"])
+        out.write(
+            f"devjobs: deployment/{patch['metadata']['name']}: {count} devjobs init containers\n"
+        )
+    out.flush()
+    if args.detach or not rendered.jobs:
+        return 0
+    states = follow_jobs(kube, environment, env_obj, rendered.jobs, out, logs=not args.no_logs)
+    return print_summary(rendered.jobs, states, out)
+
+
+def read_environment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    path = f"{collection_path(envmod.API_VERSION, envmod.KIND, namespace)}/{name}"
+    place = f"Environment {namespace}/{name}"
+    try:
+        obj = kube.get(path)
+    except KubeError as error:
+        raise DevjobsError(place, describe(error)) from None
+    if obj is None:
+        raise DevjobsError(place, f"not found (no such Environment in namespace {namespace!r})")
+    return obj
+
+
+def resolve_plan(args: argparse.Namespace, env_obj: Mapping[str, Any]) -> Any:
+    """The plan, pinned to the live Environment's commits (given to the resolver as a file)."""
+    from devjobs.cli.plan import request_from_args
+    from devjobs.resolver.plan import resolve
+
+    with tempfile.TemporaryDirectory(prefix="devjobs-") as tmp:
+        env_file = Path(tmp) / "environment.json"
+        clean = {k: env_obj[k] for k in ("apiVersion", "kind", "spec") if k in env_obj}
+        meta = env_obj.get("metadata") or {}
+        clean["metadata"] = {k: meta[k] for k in ("name", "namespace") if k in meta}
+        env_file.write_text(json.dumps(clean), encoding="utf-8")
+        request = replace(request_from_args(args), environment_file=env_file)
+        return resolve(request).plan
+
+
+def list_jobs(kube: Kube, environment: envmod.Environment) -> list[dict[str, Any]]:
+    from devjobs.runner.naming import label_value
+
+    path = collection_path("batch/v1", "Job", environment.namespace)
+    selector = f"{LABEL_ENVIRONMENT}={label_value(environment.name)}"
+    try:
+        items: list[dict[str, Any]] = kube.list(path, selector).get("items") or []
+    except KubeError as error:
+        raise DevjobsError(f"jobs in namespace {environment.namespace}", describe(error)) from None
+    return items
+
+
+def choose_attempts(
+    first: Rendered, existing: Sequence[Mapping[str, Any]], rerun: bool
+) -> dict[str, int]:
+    """Per job: the latest attempt already made of this exact run (re-find it), or the
+    next one with `--rerun`."""
+    latest: dict[str, int] = {}
+    for job in existing:
+        annotations = (job.get("metadata") or {}).get("annotations") or {}
+        base = annotations.get(ANNOTATION_BASE_HASH)
+        try:
+            attempt = int(annotations.get(ANNOTATION_ATTEMPT, "0"))
+        except ValueError:
+            continue
+        if base:
+            latest[base] = max(latest.get(base, -1), attempt)
+    attempts: dict[str, int] = {}
+    for rendered in first.jobs:
+        if rendered.base_hash in latest:
+            attempts[rendered.key] = latest[rendered.base_hash] + (1 if rerun else 0)
+    return attempts
+
+
+def workload_patch_to_apply(kube: Kube, rendered: Rendered) -> dict[str, Any] | None:
+    """The workload patch when there is one to apply: a missing Deployment is an error
+    only when devjobs wants init containers in it."""
+    patch = rendered.workload_patch
+    if patch is None:
+        return None
+    meta = patch["metadata"]
+    path = f"{collection_path('apps/v1', 'Deployment', meta['namespace'])}/{meta['name']}"
+    try:
+        current = kube.get(path)
+    except KubeError as error:
+        raise DevjobsError(
+            f"Deployment {meta['namespace']}/{meta['name']}", describe(error)
+        ) from None
+    if current is None:
+        if patch["spec"]["template"]["spec"]["initContainers"]:
+            raise DevjobsError(
+                f"Deployment {meta['namespace']}/{meta['name']}",
+                "not found: InitContainer jobs need the workload (see --workload)",
+            )
+        return None
+    return patch
+
+
+def job_prefixes(jobs: Sequence[RenderedJob]) -> dict[str, str]:
+    """Job name as the log prefix, `source/job` when two sources share a name."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.config.name] = counts.get(job.config.name, 0) + 1
+    return {j.name: j.config.name if counts[j.config.name] == 1 else j.key for j in jobs}
+
+
+def follow_jobs(
+    kube: Kube,
+    environment: envmod.Environment,
+    env_obj: Mapping[str, Any],
+    jobs: Sequence[RenderedJob],
+    out: TextIO,
+    logs: bool = True,
+) -> dict[str, JobState]:
+    from devjobs.runner.follow import Follower, Target
+    from devjobs.runner.naming import label_value
+    from devjobs.runner.report import Reporter
+
+    prefixes = job_prefixes(jobs)
+    targets = [Target(j.name, j.key, prefixes[j.name], j.containers) for j in jobs]
+    reporter = Reporter(kube, environment, env_obj, err=sys.stderr)
+    follower = Follower(
+        kube=kube,
+        namespace=environment.namespace,
+        selector=f"{LABEL_ENVIRONMENT}={label_value(environment.name)}",
+        targets=targets,
+        out=out,
+        logs=logs,
+        on_change=reporter.report,
+    )
+    states = follower.run()
+    reporter.report(states, final=True)
+    if reporter.failed:
+        out.write("devjobs: reporting failed (see warnings above)\n")
+    return states
+
+
+def print_summary(jobs: Sequence[RenderedJob], states: Mapping[str, JobState], out: TextIO) -> int:
+    rows = [("JOB", "STATE", "REASON", "EXIT", "DURATION")]
+    failed = False
+    for job in jobs:
+        state = states.get(job.name)
+        if state is None:
+            rows.append((job.key, "Unknown", "", "", ""))
+            failed = True
+            continue
+        failed = failed or state.phase is not Phase.SUCCEEDED
+        rows.append(
+            (
+                job.key,
+                state.phase.value,
+                state.reason,
+                "" if state.exit_code is None else str(state.exit_code),
+                duration(state),
+            )
+        )
+    out.write(format_table(rows))
+    out.flush()
+    return 1 if failed else 0
+
+
+def duration(state: JobState) -> str:
+    if state.started is None:
+        return ""
+    if state.finished is None:
+        return "-"
+    return f"{(state.finished - state.started).total_seconds():.0f}s"
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n"
+        for row in rows
+    )
