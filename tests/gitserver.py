@@ -1,9 +1,12 @@
 """Real git servers on loopback for tests: `git daemon` and smart HTTP with token auth.
 
-Use them from a test module by importing the fixtures (pytest finds fixtures in the
-module namespace)::
+Use them from a test module by binding the fixtures in its namespace (or list
+`tests.gitserver` in `pytest_plugins` of tests/conftest.py)::
 
-    from tests.gitserver import git_daemon, git_http, git_repos  # noqa: F401
+    from tests import gitserver
+
+    git_repos = gitserver.git_repos
+    git_http = gitserver.git_http
 
     def test_something(git_repos, git_http):
         repo = git_repos.create("app")                      # a work repo under the served root
@@ -138,6 +141,28 @@ class WorkRepo:
         """Commit everything in the work tree; returns the new full sha."""
         self.git("add", "-A")
         self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.rev_parse("HEAD")
+
+    def grow(self, commits: int, files: int, blob_bytes: int, under: str = "data") -> str:
+        """Add `commits` commits on the current branch, each rewriting one of `files`
+        random (incompressible) files of `blob_bytes` under `under/`, in one
+        `git fast-import` run (seconds for tens of MB). Returns the new tip sha."""
+        branch = self.git("symbolic-ref", "HEAD")
+        parent = self.rev_parse("HEAD")
+        chunks = []
+        for i in range(commits):
+            data = os.urandom(blob_bytes)
+            message = f"grow {i}".encode()
+            chunks += [
+                f"commit {branch}\n".encode(),
+                b"committer Test <test@example.invalid> 1700000000 +0000\n",
+                b"data %d\n%s\n" % (len(message), message),
+                f"from {parent}\n".encode() if i == 0 else b"",
+                f"M 100644 inline {under}/file{i % files}.bin\n".encode(),
+                b"data %d\n%s\n" % (len(data), data),
+            ]
+        self.git("fast-import", "--quiet", input=b"".join(chunks))
+        self.git("reset", "-q", "--hard")
         return self.rev_parse("HEAD")
 
     def branch(self, name: str, start: str = "HEAD") -> None:

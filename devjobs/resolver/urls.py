@@ -43,8 +43,6 @@ def check_url(url: str, *, place: str, allow_file: bool = False) -> str:
         raise DevjobsError(place, "repository URL is empty")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url) or url != url.strip():
         raise _refuse(place, shown, "it contains control characters or surrounding whitespace")
-    if " " in url and (_SCHEME.match(url) or _is_scp_like(url)):
-        raise _refuse(place, shown, "it contains a space (percent-encode it as %20)")
     if url.startswith("-"):
         raise _refuse(place, shown, "it begins with '-' and git would read it as an option")
     if transport := _TRANSPORT.match(url):
@@ -54,6 +52,8 @@ def check_url(url: str, *, place: str, allow_file: bool = False) -> str:
             f"git transport '{transport.group(1)}::' is not allowed "
             "(use https://, http://, ssh://, git:// or user@host:path)",
         )
+    if " " in url and (_SCHEME.match(url) or _is_scp_like(url)):
+        raise _refuse(place, shown, "it contains a space (percent-encode it as %20)")
     if scheme_match := _SCHEME.match(url):
         return _check_scheme_url(url, scheme_match.group(1).lower(), place, shown, allow_file)
     if _is_scp_like(url):
@@ -106,17 +106,18 @@ def _is_scp_like(url: str) -> bool:
     """git's rule: a ':' before any '/' (and not a scheme URL) means `[user@]host:path`."""
     colon = url.find(":")
     slash = url.find("/")
-    return colon > 0 and (slash == -1 or colon < slash) or url.startswith("[")
+    return colon > 0 and (slash == -1 or colon < slash)
 
 
 def _check_scp_like(url: str, place: str, shown: str) -> None:
-    if url.startswith("["):
+    first_colon = url.find(":")
+    if "[" in url[:first_colon]:
         host_end = url.find("]:")
         if host_end == -1:
             raise _refuse(place, shown, "it is not a valid [host]:path URL")
         userhost, path = url[: host_end + 1], url[host_end + 2 :]
     else:
-        userhost, _, path = url.partition(":")
+        userhost, path = url[:first_colon], url[first_colon + 1 :]
     user, _, host = userhost.rpartition("@")
     if "@" in userhost and not _SCP_USER.match(user):
         raise _refuse(place, shown, f"user {user!r} is not a valid ssh user name")
