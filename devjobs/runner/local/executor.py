@@ -171,17 +171,18 @@ class LocalRun:
         if self._stopping:
             return self._not_started(job, self._stopping)
         share_setup = self._backend.setup_once_per_source
-        for setup in unit.setup if share_setup else ():
-            setup_result = self._run_unit(Unit(setup))
-            if setup_result.status != JobStatus.SUCCEEDED:
-                if setup_result.status != JobStatus.FAILED and self._stopping:
+        needs = [*unit.needs, *(self._setup_units(unit) if share_setup else ())]
+        for need in needs:
+            need_result = self._run_unit(need)
+            if need_result.status != JobStatus.SUCCEEDED:
+                if need_result.status != JobStatus.FAILED and self._stopping:
                     return self._not_started(job, self._stopping)
                 return JobResult(
                     source=job.source,
                     name=job.name,
                     trigger=job.trigger,
                     status=JobStatus.FAILED,
-                    message=f"setup job {setup.name} {setup_result.status.value}",
+                    message=f"setup job {need.job.name} {need_result.status.value}",
                 )
         steps = [job] if share_setup else [*unit.setup, job]
         tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -284,6 +285,12 @@ class LocalRun:
             codes.append(code)
         return next((code for code in codes if code != 0), 0)
 
+    def _setup_units(self, unit: Unit) -> list[Unit]:
+        """The setup jobs of `unit` as jobs of their own (process backend): the schedule's
+        units for them when it has them (with the earlier setup jobs they need)."""
+        by_key = {u.job.key: u for stage in self._stages for u in stage.units}
+        return [by_key.get(job.key, Unit(job)) for job in unit.setup]
+
     # --- bookkeeping -------------------------------------------------------------------
 
     def _not_started(self, job: JobConfig, reason: str) -> JobResult:
@@ -294,7 +301,7 @@ class LocalRun:
             name=job.name,
             trigger=job.trigger,
             status=JobStatus.CANCELLED if interrupted else JobStatus.SKIPPED,
-            message=f"not started: {_cancel_message(reason) if interrupted else reason}",
+            message=f"not started: {_cancel_message(reason)}" if interrupted else reason,
         )
 
     def _record(self, result: JobResult) -> None:

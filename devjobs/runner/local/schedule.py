@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from devjobs.errors import DevjobsError
-from devjobs.resolver.models import LIFECYCLE_ORDER, JobConfig, JobPlan, Trigger
+from devjobs.resolver.models import LIFECYCLE_ORDER, JobConfig, JobPlan, RunAs, Trigger
 
 STAGE_ORDER: tuple[Trigger, ...] = (*LIFECYCLE_ORDER, Trigger.MANUAL)
 
@@ -24,6 +24,11 @@ class Unit:
 
     job: JobConfig
     setup: tuple[JobConfig, ...] = ()
+    """Run first, as steps of this job (on the docker backend: in its container)."""
+    needs: tuple[Unit, ...] = ()
+    """Must have run, and succeeded, before this job starts: for an init-container job,
+    the source's earlier init-container jobs, as a pod runs its init containers in order
+    and stops at the first failure."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,24 @@ def build_schedule(
         stages = (trigger,) if trigger is not None else LIFECYCLE_ORDER
     result = []
     for point in stages:
-        units = tuple(Unit(job, setup_jobs(plan, job)) for job in selected if job.trigger == point)
+        units = tuple(unit_for(plan, job) for job in selected if job.trigger == point)
         if units:
             result.append(Stage(point, units))
     return tuple(result)
+
+
+def unit_for(plan: JobPlan, job: JobConfig) -> Unit:
+    """`job` with its setup steps and the init-container jobs that must precede it."""
+    needs: tuple[Unit, ...] = ()
+    if job.run_as == RunAs.INIT_CONTAINER:
+        earlier = []
+        for other in plan.jobs:
+            if other.key == job.key:
+                break
+            if other.source == job.source and other.run_as == RunAs.INIT_CONTAINER:
+                earlier.append(other)
+        needs = tuple(unit_for(plan, other) for other in earlier[-1:])
+    return Unit(job, setup_jobs(plan, job), needs)
 
 
 def setup_jobs(plan: JobPlan, job: JobConfig) -> tuple[JobConfig, ...]:
