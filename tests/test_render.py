@@ -47,7 +47,10 @@ def test_job_spec_fails_fast_and_ignores_disruptions() -> None:
     assert spec["activeDeadlineSeconds"] == 600
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     rules = spec["podFailurePolicy"]["rules"]
-    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[0] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
     assert rules[1] == {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [0]}}
     assert spec["ttlSecondsAfterFinished"] > 0
 

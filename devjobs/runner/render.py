@@ -341,7 +341,7 @@ def render_job(
         )
     rules: list[dict[str, Any]] = [
         # Evictions and preemptions are not the job's fault: retry, uncounted.
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         # A non-zero exit fails the Job at once, unless the job asked for retries.
         {
             "action": "FailJob" if job.retries == 0 else "Count",
