@@ -34,7 +34,9 @@ class KubeApi:
         from kubernetes import client, config
 
         cfg = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig), client_configuration=cfg
+        )
         return client.ApiClient(cfg)
 
     def logs(self, lines: int = 200) -> dict[str, str]:
@@ -114,8 +116,8 @@ class ControlPlane:
         t0 = time.monotonic()
         d = self.dir
         logs = d / "logs"
-        pki = pkimod.generate(d / "pki", ["127.0.0.1", "localhost", "10.96.0.1", "kubernetes",
-                                          "kubernetes.default", "kubernetes.default.svc"])  # fmt: skip
+        names = ["127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default"]
+        pki = pkimod.generate(d / "pki", [*names, "kubernetes.default.svc"])
         self.data_dir = _tmpfs_dir("devjobs-etcd-")
         etcd_port, peer_port, api_port, kcm_port, sched_port = (free_port() for _ in range(5))
         etcd_url = f"http://127.0.0.1:{etcd_port}"

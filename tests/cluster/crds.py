@@ -36,9 +36,9 @@ def project_crd_files() -> list[Path]:
 def install(api_client: Any, files: Iterable[Path], timeout: float = 60.0) -> list[str]:
     """Create (or replace) every CRD in `files`; return their names once all are Established."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
-    ext = client.ApiextensionsV1Api(api_client)
+    ext: Any = client.ApiextensionsV1Api(api_client)
     names: list[str] = []
     for path in files:
         for doc in yaml.safe_load_all(path.read_text()):

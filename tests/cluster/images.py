@@ -135,5 +135,5 @@ def busybox_image(path: Path) -> Path:
         "etc/group": _GROUP,
         "bin/busybox": BUSYBOX.read_bytes(),
     }
-    config = {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
+    config: dict[str, object] = {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
     return write_archive(path, TEST_IMAGE, _layer(entries, data), config)

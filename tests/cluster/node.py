@@ -18,6 +18,7 @@ Layout, chosen so that nothing outlives the run and a second run on the machine 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -39,13 +40,23 @@ CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = Path(os.environ.get("DEVJOBS_CNI_BIN", "/usr/lib/cni"))
 POD_CIDR = "10.244.0.0/24"
 NODE_NAME = "devjobs-node"
-REQUIRED_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "nsenter", "unshare", "ip")
+REQUIRED_TOOLS = (
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "nsenter",
+    "unshare",
+    "ip",
+)
 
 
 def missing_prerequisites() -> list[str]:
     """What tier 2 needs from the machine and does not find (setup.sh installs it)."""
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
-    missing += [f"{CNI_BIN}/{p}" for p in ("bridge", "host-local", "loopback") if not (CNI_BIN / p).exists()]
+    missing += [
+        f"{CNI_BIN}/{p}" for p in ("bridge", "host-local", "loopback") if not (CNI_BIN / p).exists()
+    ]
     if not images.BUSYBOX.exists():
         missing.append(str(images.BUSYBOX))
     if os.geteuid() != 0:
@@ -63,7 +74,10 @@ def _hierarchies() -> list[Path]:
     return sorted(
         p
         for p in CGROUP_FS.iterdir()
-        if p.is_dir() and not p.is_symlink() and (p / "cgroup.procs").exists() and p.name != "unified"
+        if p.is_dir()
+        and not p.is_symlink()
+        and (p / "cgroup.procs").exists()
+        and p.name != "unified"
     )
 
 
@@ -107,10 +121,8 @@ def _kill_cgroup(rel: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while pids := _cgroup_pids(rel):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"processes left in cgroup {rel}: {sorted(pids)}")
         time.sleep(0.1)
@@ -155,7 +167,7 @@ def _cleanup(run_id: str, host_veth: str | None) -> None:
 
 def cleanup_stale() -> list[str]:
     """Tear down what runs killed before their teardown left behind; returns their ids."""
-    cleaned = []
+    cleaned: list[str] = []
     if not STATE_ROOT.is_dir():
         return cleaned
     for d in STATE_ROOT.iterdir():
@@ -198,7 +210,9 @@ class TcpForwarder:
         self.port = int(self.sock.getsockname()[1])
         self._conns: list[socket.socket] = []
         self._stopped = False
-        threading.Thread(target=self._accept, name="devjobs-apiserver-forwarder", daemon=True).start()
+        threading.Thread(
+            target=self._accept, name="devjobs-apiserver-forwarder", daemon=True
+        ).start()
 
     def _accept(self) -> None:
         while not self._stopped:
@@ -220,10 +234,8 @@ class TcpForwarder:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def stop(self) -> None:
         self._stopped = True
@@ -281,7 +293,9 @@ class Node:
                 + ", ".join(missing)
                 + ". Run `bash tests/cluster/setup.sh`, or set DEVJOBS_TIER2=0 to skip tier 2."
             )
-        assert self.api.pki is not None, "tier 2 needs the tier-1 control plane (not an external cluster)"
+        assert self.api.pki is not None, (
+            "tier 2 needs the tier-1 control plane (not an external cluster)"
+        )
         t0 = time.monotonic()
         cleanup_stale()
         etc = self.dir / "etc"
@@ -291,7 +305,11 @@ class Node:
         host_ip, self.node_ip = f"10.213.{n}.1", f"10.213.{n}.2"
         (self.state / "owner").write_text(
             json.dumps(
-                {"pid": os.getpid(), "start": _proc_start_time(os.getpid()), "host_veth": self.host_veth}
+                {
+                    "pid": os.getpid(),
+                    "start": _proc_start_time(os.getpid()),
+                    "host_veth": self.host_veth,
+                }
             )
         )
         _make_cgroup(f"{self.cgroup}/node")
@@ -299,7 +317,8 @@ class Node:
         # Namespaces and the state tmpfs (visible only inside the node's mount namespace).
         pause = images.pause_binary()
         self.holder = self._start(
-            "node-namespaces", ["unshare", "--net", "--mount", "--propagation", "slave", "--", str(pause)]
+            "node-namespaces",
+            ["unshare", "--net", "--mount", "--propagation", "slave", "--", str(pause)],
         )
         wait_for(
             "the node's namespaces",
@@ -319,8 +338,9 @@ class Node:
              "netns", str(self.holder.pid)])  # fmt: skip
         run(["ip", "addr", "add", f"{host_ip}/30", "dev", self.host_veth])
         run(["ip", "link", "set", self.host_veth, "up"])
-        run(self._in_node("sh", "-ec", f"ip link set lo up; ip link set dj{self.id}n name eth0; "
-                          f"ip addr add {self.node_ip}/30 dev eth0; ip link set eth0 up"))  # fmt: skip
+        inside = f"ip link set lo up; ip link set dj{self.id}n name eth0; "
+        inside += f"ip addr add {self.node_ip}/30 dev eth0; ip link set eth0 up"
+        run(self._in_node("sh", "-ec", inside))
         api_port = int(self.api.base_url.rsplit(":", 1)[1])
         self.forwarder = TcpForwarder(host_ip, api_port)
 
@@ -329,10 +349,16 @@ class Node:
         (etc / "net.d").mkdir(exist_ok=True)
         (etc / "net.d" / "10-devjobs.conflist").write_text(json.dumps(self._cni_config()))
         (etc / "containerd.toml").write_text(self._containerd_config(sock, etc / "net.d"))
-        containerd = self._start("containerd", self._in_node("containerd", "--config", str(etc / "containerd.toml")))
+        containerd = self._start(
+            "containerd", self._in_node("containerd", "--config", str(etc / "containerd.toml"))
+        )
         ctr = self._in_node("ctr", "--address", sock, "--namespace", "k8s.io")
-        wait_for("containerd", lambda: subprocess.run([*ctr, "version"], capture_output=True).returncode == 0,
-                 30, [containerd])  # fmt: skip
+        wait_for(
+            "containerd",
+            lambda: subprocess.run([*ctr, "version"], capture_output=True).returncode == 0,
+            30,
+            [containerd],
+        )
         for name, build in (("pause", images.pause_image), ("busybox", images.busybox_image)):
             archive = build(self.dir / "images" / f"{name}.tar")
             run([*ctr, "images", "import", str(archive)])
@@ -353,7 +379,9 @@ class Node:
                 f"--hostname-override={self.name}", f"--node-ip={self.node_ip}", "--v=1",
             ),
         )  # fmt: skip
-        wait_for(f"node {self.name} Ready", self._ready, timeout, [containerd, kubelet, self.holder], 0.5)
+        wait_for(
+            f"node {self.name} Ready", self._ready, timeout, [containerd, kubelet, self.holder], 0.5
+        )
         self.start_seconds = time.monotonic() - t0
         return self
 
@@ -361,9 +389,10 @@ class Node:
         from kubernetes import client
 
         with self.api.client() as c:
-            node = client.CoreV1Api(c).read_node(self.name)
+            node: Any = client.CoreV1Api(c).read_node(self.name)
         return any(
-            cond.type == "Ready" and cond.status == "True" for cond in (node.status.conditions or [])
+            cond.type == "Ready" and cond.status == "True"
+            for cond in (node.status.conditions or [])
         )
 
     def _cni_config(self) -> dict[str, Any]:

@@ -95,7 +95,8 @@ def tier2_enabled() -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "tier2: needs a real node (kubelet + containerd); skipped only when DEVJOBS_TIER2=0"
+        "markers",
+        "tier2: needs a real node (kubelet + containerd); skipped only when DEVJOBS_TIER2=0",
     )
 
 
@@ -124,9 +125,9 @@ def kube_client(kube_api: KubeApi) -> Iterator[Any]:
 @pytest.fixture
 def namespace(kube_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
-    core = client.CoreV1Api(kube_client)
+    core: Any = client.CoreV1Api(kube_client)
     base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"t-{base}-{secrets.token_hex(2)}"
     core.create_namespace({"metadata": {"name": name, "labels": {"devjobs.test/ns": "1"}}})
@@ -178,7 +179,8 @@ def _external_node(kube_api: KubeApi) -> ExternalNode:
     from kubernetes import client
 
     with kube_api.client() as c:
-        for n in client.CoreV1Api(c).list_node().items:
+        nodes: Any = client.CoreV1Api(c).list_node()
+        for n in nodes.items:
             if any(x.type == "Ready" and x.status == "True" for x in n.status.conditions or []):
                 image = os.environ.get("DEVJOBS_TEST_IMAGE", "busybox:1.36")
                 return ExternalNode(name=n.metadata.name, test_image=image)
