@@ -68,6 +68,24 @@ class Checkout:
     """Redacted."""
 
 
+_CACHE_REPO_CONFIG = """\
+[core]
+\trepositoryFormatVersion = 1
+\thooksPath = /dev/null
+[extensions]
+\tpartialClone = origin
+[remote "origin"]
+\tpromisor = true
+\tpartialCloneFilter = blob:none
+[gc]
+\tauto = 0
+[maintenance]
+\tauto = false
+"""
+"""Written once into each cache repository: a partial clone of `origin`, whose URL is
+never stored (it is given to each command in the environment), and no automatic gc."""
+
+
 class _GitFailed(Exception):
     """git exited non-zero: its stderr, already redacted."""
 
@@ -246,25 +264,17 @@ class _SourceFetch:
             built = self.cache.temp_dir(self.cache.root)
             init = _Git(built, "", None, False, self.git.timeout)
             try:
-                init.local("init", "-q", "--bare", "--", str(built))
-                for key, value in (
-                    ("core.repositoryFormatVersion", "1"),
-                    ("extensions.partialClone", "origin"),
-                    ("remote.origin.promisor", "true"),
-                    ("remote.origin.partialCloneFilter", "blob:none"),
-                    ("core.hooksPath", "/dev/null"),
-                    ("gc.auto", "0"),
-                    ("maintenance.auto", "false"),
-                ):
-                    init.local("config", "--", key, value)
+                init.local("init", "-q", "--bare", "--template=", "--", str(built))
             except _GitFailed as failure:
                 raise DevjobsError("", f"cannot create a cache repository: {failure}") from None
+            with open(built / "config", "a", encoding="utf-8") as config:
+                config.write(_CACHE_REPO_CONFIG)
             self.cache.publish(built, self.cache.repo)
 
     def _ls_remote(self, *patterns: str) -> dict[str, str]:
         """Refs of the remote as {name: sha}, in one request (protocol v0 advertisement)."""
         try:
-            out = self.git.remote("ls-remote", "--", self.request.url, *patterns, protocol=0)
+            out = self.git.remote("ls-remote", "origin", *patterns, protocol=0)
         except _GitFailed as failure:
             raise self._fail(failure) from None
         refs = {}
