@@ -1,0 +1,567 @@
+"""The controller's decisions: `reconcile(observed, settings) -> actions`, pure.
+
+No client, no clock, no I/O: the same observation always gives the same actions, and the
+actions are empty when the cluster already is as it should be (that is what keeps an idle
+controller from writing). The rules, per Environment and for its current commit:
+
+- `PostBuild` fires when the Project template's builds (Catalyst's Jobs
+  `build-<build>-<sha7>`) have all succeeded for this commit; with no builds, when the
+  Environment has left provisioning. Never from `status.phase` alone: Catalyst stays
+  `Ready` while it rebuilds a new commit. Once devjobs' Jobs exist for this commit the
+  point has fired (build Jobs may be garbage-collected; a restart must not forget).
+- `PreDeploy` fires with `PostBuild`: its Jobs are created, its `InitContainer` jobs are
+  applied to the workload, and `PreDeployJobsSucceeded` reports the gate.
+- `PostDeploy` fires when the workload is Ready for this commit and the PreDeploy Jobs
+  succeeded.
+- `Manual`: the `devjobs.dev/run` annotation; the Jobs are created, then the request is
+  cleared. A request's Jobs carry its id, so a restart in between creates nothing twice.
+- A Job of another commit (or a superseded spec) that has not finished is deleted and an
+  Event says it was cancelled. Conditions describe the current commit only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from devjobs.controller.observe import (
+    PROVISIONING_PHASES,
+    REQUEST_ANNOTATION,
+    BuildObs,
+    JobObs,
+    Observed,
+)
+from devjobs.errors import DevjobsError
+from devjobs.resolver.models import LIFECYCLE_ORDER, JobConfig, JobPlan, RunAs, Trigger
+from devjobs.runner import naming
+from devjobs.runner.conditions import (
+    AGGREGATE_TYPE,
+    aggregate_condition,
+    condition_type,
+    is_devjobs_type,
+    job_condition,
+    merge_conditions,
+)
+from devjobs.runner.environment import Environment
+from devjobs.runner.jobstate import JobState, Phase
+from devjobs.runner.render import (
+    RenderedJob,
+    RenderOptions,
+    find_job,
+    render,
+    revision_of,
+    setup_step_keys,
+)
+
+PRE_DEPLOY_GATE = "PreDeployJobsSucceeded"
+"""Aggregate of the current commit's PreDeploy Jobs: what a deploy should wait for."""
+DEVJOBS_INIT_PREFIX = "devjobs-"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- actions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    name: str
+    manifest: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    name: str
+    key: str
+    commit: str
+    reason: str
+    """`NewCommit` or `Superseded`."""
+
+
+@dataclass(frozen=True)
+class ApplyWorkload:
+    patch: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteConditions:
+    conditions: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class ClearManualRequest:
+    value: str
+    """Cleared only while the annotation still holds this value (a newer request stays)."""
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    name: str
+    """Deterministic: recording the same fact twice is one Event."""
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+Action = CreateJob | DeleteJob | ApplyWorkload | WriteConditions | ClearManualRequest | RecordEvent
+
+
+@dataclass(frozen=True)
+class Settings:
+    render: RenderOptions = field(default_factory=RenderOptions)
+    """Images, git image, workload name, resources: as for `devjobs run`."""
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def revisions(plan: JobPlan, env: Environment) -> dict[str, str]:
+    """Source -> the revision its jobs run at now (the Environment's pin, else the plan's)."""
+    names = [s.name for s in plan.sources] + [s.name for s in env.sources]
+    return {name: revision_of(plan, env, name) for name in dict.fromkeys(names)}
+
+
+def short(revision: str) -> str:
+    return revision[:7] if _is_sha(revision) else revision
+
+
+def commit_label(current: Mapping[str, str]) -> str:
+    """`commit abc1234`, or `commits app@abc1234, api@def5678` for several sources."""
+    values = {short(v) for v in current.values() if v}
+    if len(values) <= 1:
+        return f"commit {next(iter(values), 'unknown')}"
+    return "commits " + ", ".join(f"{k}@{short(v)}" for k, v in sorted(current.items()) if v)
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) >= 7 and all(c in "0123456789abcdef" for c in text.lower())
+
+
+def builds_state(observed: Observed, current: Mapping[str, str]) -> str:
+    """`done`, `failed` or `waiting`: the image builds of the current commit."""
+    shas = {v[:7] for v in current.values() if _is_sha(v)}
+    pinned = bool(shas) and all(_is_sha(v) for v in current.values() if v)
+
+    def at_commit(build: BuildObs) -> bool:
+        return any(build.name.endswith(f"-{sha}") for sha in shas)
+
+    relevant: dict[str, list[BuildObs]] = {}
+    for build in observed.builds:
+        name = build.build or build.name
+        if pinned and not at_commit(build):
+            continue
+        relevant.setdefault(name, []).append(build)
+    if not pinned:
+        # Only a branch: the newest build of each kind is this commit's.
+        relevant = {k: [max(v, key=lambda b: (b.created, b.name))] for k, v in relevant.items()}
+    wanted = list(observed.expected_builds) or sorted(relevant)
+    if not wanted:
+        return "waiting" if observed.phase in PROVISIONING_PHASES else "done"
+    states = []
+    for name in wanted:
+        found = relevant.get(name, [])
+        if any(b.succeeded for b in found):
+            states.append("done")
+        elif found and all(b.failed for b in found):
+            states.append("failed")
+        else:
+            states.append("waiting")
+    if "failed" in states:
+        return "failed"
+    return "done" if all(s == "done" for s in states) else "waiting"
+
+
+def workload_at_commit(observed: Observed, current: Mapping[str, str]) -> bool | None:
+    """Whether the workload runs the current commit: True/False when it says so (devjobs'
+    clone init containers carry the revision; Catalyst's images are tagged with the
+    commit), None when nothing in it names a commit."""
+    workload = observed.workload
+    if workload is None:
+        return False
+    wanted = {v for v in current.values() if v}
+    if workload.revisions:
+        return all(r in wanted for r in workload.revisions)
+    tags = [image.rsplit(":", 1)[1] for image in workload.images if ":" in image.split("/")[-1]]
+    tags = [t for t in tags if _is_sha(t)]
+    if tags:
+        return any(v.startswith(t) or t == v for t in tags for v in wanted)
+    return None
+
+
+def _subset(want: Any, have: Any) -> bool:
+    """`want` (what devjobs applies) is already in `have` (the object with server defaults)."""
+    if isinstance(want, Mapping):
+        return isinstance(have, Mapping) and all(_subset(v, have.get(k)) for k, v in want.items())
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(want) == len(have)
+            and all(_subset(w, h) for w, h in zip(want, have, strict=True))
+        )
+    return bool(want == have)
+
+
+def workload_patch_needed(observed: Observed, patch: Mapping[str, Any]) -> bool:
+    import json
+
+    workload = observed.workload
+    if workload is None:
+        return False  # nothing to add init containers to yet; applying would create it
+    wanted = patch["spec"]["template"]["spec"].get("initContainers", [])
+    have = {name: json.loads(text) for name, text in workload.init_containers}
+    ours = {n for n in have if n.startswith(DEVJOBS_INIT_PREFIX)}
+    if ours - {c["name"] for c in wanted}:
+        return True
+    # Order matters for init containers: ours must be in the order we applied them.
+    order = [n for n, _ in workload.init_containers if n in {c["name"] for c in wanted}]
+    if order != [c["name"] for c in wanted]:
+        return True
+    return not all(_subset(c, have[c["name"]]) for c in wanted)
+
+
+def _state(
+    job: JobConfig, phase: Phase, reason: str, message: str, commit: str | None = None
+) -> JobState:
+    return JobState(
+        source=job.source,
+        job=job.name,
+        phase=phase,
+        reason=reason,
+        exit_code=None,
+        started=None,
+        finished=None,
+        message=message,
+        commit=commit,
+        job_name=None,
+    )
+
+
+def _attempt(request_id: str) -> int:
+    return int(request_id[:7], 16) + 1
+
+
+# --- reconcile ----------------------------------------------------------------------
+
+
+def reconcile(observed: Observed, settings: Settings | None = None) -> list[Action]:
+    """The actions that bring the cluster to what `observed` calls for (see module doc)."""
+    settings = settings or Settings()
+    env = observed.environment
+    plan = observed.plan
+    if plan is None:
+        return _plan_failed(observed, observed.plan_error or "no plan")
+    current = revisions(plan, env)
+    label = commit_label(current)
+    options = dataclasses.replace(settings.render, workload=observed.workload_name)
+
+    def at_current(job: JobObs) -> bool:
+        source = job.key.partition("/")[0]
+        return bool(job.commit) and current.get(source) == job.commit
+
+    live = [j for j in observed.jobs if not j.deleting]
+    fired_by_jobs = {j.trigger for j in live if at_current(j)}
+    builds = builds_state(observed, current)
+    at_commit = workload_at_commit(observed, current)
+    post_build = (
+        builds == "done"
+        or bool(fired_by_jobs & {t.value for t in LIFECYCLE_ORDER})
+        or (bool(at_commit) and observed.workload is not None and observed.workload.ready)
+    )
+    build_failed = builds == "failed" and not post_build
+
+    actions: list[Action] = []
+    desired: dict[str, RenderedJob] = {}
+    render_errors: dict[Trigger, str] = {}
+    rendered_at: dict[Trigger, list[RenderedJob]] = {}
+
+    def render_point(trigger: Trigger) -> None:
+        try:
+            result = render(plan, env, dataclasses.replace(options, trigger=trigger, jobs=()))
+        except DevjobsError as error:
+            render_errors[trigger] = str(error)
+            return
+        rendered_at[trigger] = list(result.jobs)
+        for job in result.jobs:
+            desired[job.name] = job
+        if result.workload_patch is not None and workload_patch_needed(
+            observed, result.workload_patch
+        ):
+            actions.append(ApplyWorkload(result.workload_patch))
+
+    if post_build:
+        render_point(Trigger.POST_BUILD)
+        render_point(Trigger.PRE_DEPLOY)
+
+    by_name = {j.name: j for j in live}
+    pre_states = [
+        by_name[r.name].state if r.name in by_name else None
+        for r in rendered_at.get(Trigger.PRE_DEPLOY, [])
+    ]
+    pre_failed = any(
+        s is not None and s.phase in (Phase.FAILED, Phase.CANCELLED) for s in pre_states
+    )
+    pre_done = Trigger.PRE_DEPLOY in rendered_at and all(
+        s is not None and s.phase is Phase.SUCCEEDED for s in pre_states
+    )
+    workload_ready = observed.workload is not None and observed.workload.ready
+    post_deploy = Trigger.POST_DEPLOY.value in fired_by_jobs or (
+        post_build and pre_done and workload_ready and at_commit is not False
+    )
+    if post_deploy:
+        render_point(Trigger.POST_DEPLOY)
+
+    # Cancel what no longer belongs: another commit's, or a superseded spec's, unfinished Jobs.
+    for job in live:
+        if job.finished or job.name in desired:
+            continue
+        if job.trigger == Trigger.MANUAL.value and at_current(job):
+            continue
+        reason = "Superseded" if at_current(job) else "NewCommit"
+        actions.append(DeleteJob(job.name, job.key, job.commit, reason))
+        actions.append(
+            RecordEvent(
+                name=naming.dns_label(env.name, "cancelled", suffix=naming.digest(job.name)),
+                reason="Cancelled",
+                message=(
+                    f"{job.key} at commit {short(job.commit)} cancelled: "
+                    + (f"{label} started" if reason == "NewCommit" else "its spec changed")
+                ),
+            )
+        )
+
+    existing = {j.name for j in observed.jobs}
+    for name, rendered in desired.items():
+        if name not in existing:
+            actions.append(CreateJob(name, rendered.manifest))
+
+    manual_actions = _manual(observed, plan, options, existing)
+    actions += manual_actions
+
+    # Conditions only when nothing is being created or deleted this round: the Jobs'
+    # own events bring the next round, which writes the settled state once.
+    if not any(isinstance(a, (CreateJob, DeleteJob)) for a in actions):
+        conditions = _conditions(
+            observed,
+            plan,
+            label,
+            post_build=post_build,
+            build_failed=build_failed,
+            post_deploy=post_deploy,
+            pre_failed=pre_failed,
+            workload_ready=workload_ready and at_commit is not False,
+            rendered_at=rendered_at,
+            render_errors=render_errors,
+            by_name=by_name,
+            at_current=at_current,
+        )
+        if merge_conditions(observed.conditions, conditions, now=_EPOCH) is not None:
+            actions.append(WriteConditions(tuple(conditions)))
+    order = (DeleteJob, ApplyWorkload, CreateJob, ClearManualRequest, WriteConditions, RecordEvent)
+    return sorted(actions, key=lambda a: order.index(type(a)))
+
+
+def _manual(
+    observed: Observed, plan: JobPlan, options: RenderOptions, existing: set[str]
+) -> list[Action]:
+    request = observed.manual
+    if request is None:
+        return []
+    env = observed.environment
+    actions: list[Action] = []
+    picked: list[str] = []
+    problems: list[str] = []
+    for wanted in request.jobs:
+        try:
+            job = find_job(plan, wanted)
+        except DevjobsError as error:
+            problems.append(str(error))
+            continue
+        if job.run_as is not RunAs.JOB:
+            problems.append(f"{job.key}: runs as an init container of the workload")
+            continue
+        picked.append(job.key)
+    if picked:
+        attempts = {key: _attempt(request.request_id) for key in picked}
+        rendered = render(
+            plan, env, dataclasses.replace(options, jobs=tuple(picked), attempts=attempts)
+        )
+        for made in rendered.jobs:
+            if made.name in existing:
+                continue
+            manifest = dict(made.manifest)
+            metadata = dict(manifest["metadata"])
+            metadata["annotations"] = {
+                **metadata["annotations"],
+                REQUEST_ANNOTATION: request.request_id,
+            }
+            manifest["metadata"] = metadata
+            actions.append(CreateJob(made.name, manifest))
+    if problems or not request.jobs:
+        text = "; ".join(problems) or "the request names no job"
+        actions.append(
+            RecordEvent(
+                name=naming.dns_label(env.name, "request", suffix=request.request_id[:10]),
+                reason="InvalidRequest",
+                message=f"{RUN_HINT}{request.value!r}: {text}",
+                type="Warning",
+            )
+        )
+    actions.append(ClearManualRequest(request.value))
+    return actions
+
+
+RUN_HINT = "devjobs.dev/run="
+
+
+def _plan_failed(observed: Observed, error: str) -> list[Action]:
+    """The plan cannot be resolved: say so, and stop showing any earlier commit's results."""
+    generation = observed.environment.generation
+    message = f"cannot resolve the jobs: {error}"[:1024]
+    desired: list[dict[str, Any]] = [
+        {
+            "type": AGGREGATE_TYPE,
+            "status": "False",
+            "reason": "PlanFailed",
+            "message": message,
+            "observedGeneration": generation,
+        }
+    ]
+    for cond in observed.conditions:
+        ctype = str(cond.get("type", ""))
+        if is_devjobs_type(ctype) and ctype != AGGREGATE_TYPE:
+            desired.append(
+                {
+                    "type": ctype,
+                    "status": "Unknown",
+                    "reason": "PlanFailed",
+                    "message": "the plan of the current commit could not be resolved",
+                    "observedGeneration": generation,
+                }
+            )
+    if merge_conditions(observed.conditions, desired, now=_EPOCH) is None:
+        return []
+    return [WriteConditions(tuple(desired))]
+
+
+def _conditions(
+    observed: Observed,
+    plan: JobPlan,
+    label: str,
+    *,
+    post_build: bool,
+    build_failed: bool,
+    post_deploy: bool,
+    pre_failed: bool,
+    workload_ready: bool,
+    rendered_at: Mapping[Trigger, Sequence[RenderedJob]],
+    render_errors: Mapping[Trigger, str],
+    by_name: Mapping[str, JobObs],
+    at_current: Any,
+) -> list[dict[str, Any]]:
+    generation = observed.environment.generation
+    setup = setup_step_keys(plan)
+    rendered_name = {
+        (r.key, trigger): r.name for trigger, jobs in rendered_at.items() for r in jobs
+    }
+    states: list[JobState] = []
+    pre_deploy: list[JobState] = []
+    fired = {
+        Trigger.POST_BUILD: post_build,
+        Trigger.PRE_DEPLOY: post_build,
+        Trigger.POST_DEPLOY: post_deploy,
+    }
+    for job in plan.jobs:
+        if job.trigger is Trigger.MANUAL or job.key in setup and job.run_as is RunAs.JOB:
+            continue
+        trigger = job.trigger
+        if trigger in render_errors:
+            state = _state(job, Phase.FAILED, "RenderFailed", render_errors[trigger])
+        elif build_failed:
+            state = _state(job, Phase.FAILED, "BuildFailed", "the image build failed")
+        elif trigger is Trigger.POST_DEPLOY and pre_failed and not post_deploy:
+            state = _state(job, Phase.FAILED, "PreDeployFailed", "a PreDeploy job failed")
+        elif not fired[trigger]:
+            waiting = {
+                Trigger.POST_BUILD: "the image builds",
+                Trigger.PRE_DEPLOY: "the image builds",
+                Trigger.POST_DEPLOY: "the PreDeploy jobs and a Ready workload",
+            }[trigger]
+            state = _state(job, Phase.PENDING, "Waiting", f"waiting for {waiting}")
+        elif job.run_as is RunAs.INIT_CONTAINER:
+            if workload_ready:
+                state = _state(
+                    job,
+                    Phase.SUCCEEDED,
+                    "Succeeded",
+                    f"ran as an init container of {observed.workload_name}",
+                )
+            else:
+                state = _state(
+                    job,
+                    Phase.PENDING,
+                    "Waiting",
+                    f"runs as an init container of {observed.workload_name}",
+                )
+        else:
+            name = rendered_name.get((job.key, trigger))
+            seen = by_name.get(name) if name else None
+            state = (
+                seen.state
+                if seen is not None
+                else _state(job, Phase.PENDING, "Pending", "creating the job")
+            )
+        states.append(state)
+        if trigger is Trigger.PRE_DEPLOY and job.run_as is RunAs.JOB:
+            pre_deploy.append(state)
+    # Manual runs of this commit: the newest per job.
+    manual: dict[str, JobObs] = {}
+    for seen in by_name.values():
+        if seen.trigger != Trigger.MANUAL.value or not at_current(seen):
+            continue
+        newest = manual.get(seen.key)
+        if newest is None or (seen.created, seen.name) > (newest.created, newest.name):
+            manual[seen.key] = seen
+    manual_states = [manual[k].state for k in sorted(manual)]
+    lifecycle_keys = {(s.source, s.job) for s in states}
+    states += [s for s in manual_states if (s.source, s.job) not in lifecycle_keys]
+    conditions = [
+        job_condition(
+            dataclasses.replace(state, message=f"{label}: {state.message}"), generation=generation
+        )
+        for state in states
+    ]
+    wanted_types = {c["type"] for c in conditions}
+    for cond in observed.conditions:
+        ctype = str(cond.get("type", ""))
+        if ctype.startswith("Job.") and ctype not in wanted_types:
+            conditions.append(
+                {
+                    "type": ctype,
+                    "status": "Unknown",
+                    "reason": "NotInPlan",
+                    "message": f"{label}: not a job of this commit's plan",
+                    "observedGeneration": generation,
+                }
+            )
+    aggregate = aggregate_condition(states, generation=generation)
+    aggregate["message"] = f"{label}: {aggregate['message']}"[:1024]
+    gate = aggregate_condition(pre_deploy, generation=generation)
+    gate["type"] = PRE_DEPLOY_GATE
+    gate["message"] = f"{label}: {gate['message']}"[:1024]
+    return [*conditions, aggregate, gate]
+
+
+__all__ = [
+    "Action",
+    "ApplyWorkload",
+    "ClearManualRequest",
+    "CreateJob",
+    "DeleteJob",
+    "RecordEvent",
+    "Settings",
+    "WriteConditions",
+    "condition_type",
+    "reconcile",
+]

@@ -1,0 +1,277 @@
+"""What the controller observed about one Environment, as plain frozen data.
+
+Built from the API's JSON (dicts) by pure functions, so `decide.reconcile` can be tested
+with hand-written objects and never sees a client. Everything the controller needs to
+pick up after a restart is here and comes from the cluster: the Environment (its commit
+pins, `status.phase`, conditions and the Manual request annotation), Catalyst's build
+Jobs, the workload Deployment, and the Jobs devjobs created (labels and annotations say
+which job, commit, trigger and request each one is for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from devjobs.resolver.models import JobPlan
+from devjobs.runner import environment as envmod
+from devjobs.runner import naming
+from devjobs.runner.jobstate import JobState, job_state
+from devjobs.runner.render import (
+    ANNOTATION_ATTEMPT,
+    ANNOTATION_COMMIT,
+    ANNOTATION_JOB_KEY,
+    LABEL_ENVIRONMENT,
+    LABEL_TRIGGER,
+)
+
+RUN_ANNOTATION = "devjobs.dev/run"
+"""`job[,job]`: the Manual jobs a UI or `devjobs run` asks the controller to start."""
+REQUEST_ANNOTATION = naming.label("request")
+"""On a Manual Job: the id of the request that started it (see `manual_request`)."""
+BUILD_LABEL = "catalyst.dev/job-type"
+BUILD_NAME_LABEL = "catalyst.dev/build"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+PROVISIONING_PHASES = frozenset({"", "Pending", "Provisioning"})
+"""Phases before Catalyst has provisioned the environment (the CRD lists Pending too)."""
+
+
+@dataclass(frozen=True)
+class ManualRequest:
+    """The `devjobs.dev/run` annotation: which jobs, and an id that stays the same until
+    the annotation is written again (so a restart does not start the jobs twice)."""
+
+    value: str
+    jobs: tuple[str, ...]
+    request_id: str
+
+
+@dataclass(frozen=True)
+class BuildObs:
+    """One of Catalyst's image build Jobs (`build-<build>-<sha7>`)."""
+
+    name: str
+    build: str
+    succeeded: bool
+    failed: bool
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadObs:
+    """The environment's workload Deployment, reduced to what the lifecycle needs."""
+
+    name: str
+    ready: bool
+    """The rollout is complete: every replica updated, ready and available."""
+    images: tuple[str, ...]
+    revisions: tuple[str, ...]
+    """`DEVJOBS_REVISION` of devjobs' clone init containers in the pod template."""
+    init_containers: tuple[tuple[str, str], ...] = ()
+    """(name, canonical JSON) of each init container in the pod template."""
+
+
+@dataclass(frozen=True)
+class JobObs:
+    """A batch/v1 Job devjobs created for this Environment."""
+
+    name: str
+    key: str
+    trigger: str
+    commit: str
+    attempt: str
+    request_id: str | None
+    created: str
+    deleting: bool
+    state: JobState
+
+    @property
+    def finished(self) -> bool:
+        return self.state.phase.finished
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything `reconcile` decides from, for one Environment."""
+
+    environment: envmod.Environment
+    phase: str
+    conditions: tuple[Mapping[str, Any], ...]
+    plan: JobPlan | None
+    plan_error: str | None = None
+    expected_builds: tuple[str, ...] = ()
+    """Build names of the Project's template for this environment type."""
+    builds: tuple[BuildObs, ...] = ()
+    workload: WorkloadObs | None = None
+    jobs: tuple[JobObs, ...] = ()
+    manual: ManualRequest | None = None
+    workload_name: str = "web"
+
+
+# --- builders from API JSON ---------------------------------------------------------
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def manual_request(env: Mapping[str, Any]) -> ManualRequest | None:
+    """The Manual request on an Environment, or None. Its id hashes the value with the
+    time and manager of the write that last set it (from `managedFields`): stable while
+    the annotation stands, new when someone asks again."""
+    meta = _map(env.get("metadata"))
+    value = _map(meta.get("annotations")).get(RUN_ANNOTATION)
+    if not isinstance(value, str):
+        return None
+    jobs = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    key = f"f:{RUN_ANNOTATION}"
+    stamp = ""
+    for entry in _list(meta.get("managedFields")):
+        fields = _map(_map(_map(entry).get("fieldsV1")).get("f:metadata")).get("f:annotations")
+        if key in _map(fields):
+            stamp = f"{entry.get('manager')}@{entry.get('time')}@{entry.get('operation')}"
+    return ManualRequest(value, jobs, naming.digest([value, stamp], 12))
+
+
+def expected_builds(project: Mapping[str, Any] | None, env_type: str) -> tuple[str, ...]:
+    """`spec.templates[<type>].builds[].name` of the Project: what Catalyst builds."""
+    template = _map(_map(_map(project).get("spec")).get("templates")).get(env_type)
+    names = [_map(b).get("name") for b in _list(_map(template).get("builds"))]
+    return tuple(n for n in names if isinstance(n, str) and n)
+
+
+def build_obs(job: Mapping[str, Any]) -> BuildObs:
+    meta = _map(job.get("metadata"))
+    conds = {
+        c.get("type"): c.get("status")
+        for c in _list(_map(job.get("status")).get("conditions"))
+        if isinstance(c, Mapping)
+    }
+    done = conds.get("Complete") == "True" or conds.get("SuccessCriteriaMet") == "True"
+    failed = conds.get("Failed") == "True" or conds.get("FailureTarget") == "True"
+    return BuildObs(
+        name=str(meta.get("name", "")),
+        build=str(_map(meta.get("labels")).get(BUILD_NAME_LABEL, "")),
+        succeeded=done,
+        failed=failed and not done,
+        created=str(meta.get("creationTimestamp") or ""),
+    )
+
+
+def workload_obs(deployment: Mapping[str, Any]) -> WorkloadObs:
+    import json
+
+    meta = _map(deployment.get("metadata"))
+    spec = _map(deployment.get("spec"))
+    status = _map(deployment.get("status"))
+    replicas = spec.get("replicas", 1)
+    replicas = replicas if isinstance(replicas, int) else 1
+    pod = _map(_map(spec.get("template")).get("spec"))
+    ready = (
+        int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+        and int(status.get("updatedReplicas") or 0) >= replicas
+        and int(status.get("readyReplicas") or 0) >= replicas
+        and int(status.get("availableReplicas") or 0) >= replicas
+        and int(status.get("replicas") or 0) == replicas
+    )
+    containers = [_map(c) for c in _list(pod.get("containers"))]
+    inits = [_map(c) for c in _list(pod.get("initContainers"))]
+    revisions = tuple(
+        str(e.get("value"))
+        for c in inits
+        for e in (_map(x) for x in _list(c.get("env")))
+        if e.get("name") == "DEVJOBS_REVISION" and e.get("value")
+    )
+    return WorkloadObs(
+        name=str(meta.get("name", "")),
+        ready=ready,
+        images=tuple(str(c.get("image", "")) for c in containers),
+        revisions=revisions,
+        init_containers=tuple(
+            (str(c.get("name", "")), json.dumps(c, sort_keys=True)) for c in inits
+        ),
+    )
+
+
+def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs:
+    meta = _map(job.get("metadata"))
+    labels = _map(meta.get("labels"))
+    annotations = _map(meta.get("annotations"))
+    request = annotations.get(REQUEST_ANNOTATION)
+    return JobObs(
+        name=str(meta.get("name", "")),
+        key=str(annotations.get(ANNOTATION_JOB_KEY, "")),
+        trigger=str(labels.get(LABEL_TRIGGER, "")),
+        commit=str(annotations.get(ANNOTATION_COMMIT, "")),
+        attempt=str(annotations.get(ANNOTATION_ATTEMPT, "0")),
+        request_id=request if isinstance(request, str) else None,
+        created=str(meta.get("creationTimestamp") or ""),
+        deleting=bool(meta.get("deletionTimestamp")),
+        state=job_state(job, pods),
+    )
+
+
+def environment_label(env_name: str) -> str:
+    """The `devjobs.dev/environment` label value the renderer puts on its Jobs."""
+    return naming.label_value(env_name)
+
+
+def belongs_to(obj: Mapping[str, Any], env: envmod.Environment) -> bool:
+    """Whether a devjobs Job (or pod) is this Environment's: owner uid when set, else
+    the environment label (a Job rendered from a file has no owner)."""
+    meta = _map(obj.get("metadata"))
+    if meta.get("namespace") != env.namespace:
+        return False
+    owners = [_map(o) for o in _list(meta.get("ownerReferences"))]
+    if env.uid and any(o.get("uid") == env.uid for o in owners):
+        return True
+    if any(o.get("kind") == envmod.KIND for o in owners):
+        return False
+    return _map(meta.get("labels")).get(LABEL_ENVIRONMENT) == environment_label(env.name)
+
+
+def observe(
+    env_obj: Mapping[str, Any],
+    *,
+    plan: JobPlan | None,
+    plan_error: str | None = None,
+    project: Mapping[str, Any] | None = None,
+    build_jobs: Sequence[Mapping[str, Any]] = (),
+    deployment: Mapping[str, Any] | None = None,
+    jobs: Sequence[Mapping[str, Any]] = (),
+    pods: Sequence[Mapping[str, Any]] = (),
+    workload_name: str = "web",
+) -> Observed:
+    """Assemble an `Observed` from API objects (those of other environments are ignored)."""
+    env = envmod.from_dict(env_obj)
+    status = _map(env_obj.get("status"))
+    pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        owner = _map(_map(pod.get("metadata")).get("labels")).get(JOB_NAME_LABEL)
+        if isinstance(owner, str):
+            pods_by_job.setdefault(owner, []).append(pod)
+    own = [j for j in jobs if belongs_to(j, env)]
+    return Observed(
+        environment=env,
+        phase=str(status.get("phase") or ""),
+        conditions=tuple(_map(c) for c in _list(status.get("conditions"))),
+        plan=plan,
+        plan_error=plan_error,
+        expected_builds=expected_builds(project, env.type),
+        builds=tuple(
+            build_obs(j)
+            for j in build_jobs
+            if _map(j.get("metadata")).get("namespace") == env.namespace
+        ),
+        workload=workload_obs(deployment) if deployment is not None else None,
+        jobs=tuple(
+            job_obs(j, pods_by_job.get(str(_map(j.get("metadata")).get("name")), [])) for j in own
+        ),
+        manual=manual_request(env_obj),
+        workload_name=workload_name,
+    )

@@ -1,0 +1,551 @@
+"""The controller's pure core: `reconcile(observed) -> actions` for every lifecycle rule.
+
+A small in-memory "cluster" applies the actions the way the API server would (Jobs get
+created, deleted, conditions merged), so the tests can also pin convergence: after the
+actions are applied, the next reconcile asks for nothing (an idle controller writes
+nothing)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from devjobs.controller import decide
+from devjobs.controller.decide import (
+    ApplyWorkload,
+    ClearManualRequest,
+    CreateJob,
+    DeleteJob,
+    RecordEvent,
+    WriteConditions,
+    reconcile,
+)
+from devjobs.controller.observe import RUN_ANNOTATION, manual_request, observe
+from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
+from devjobs.runner.conditions import merge_conditions
+
+SHA1 = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+SHA2 = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+NS = "env-pr-1"
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def job(name: str, trigger: Trigger, **kwargs: Any) -> JobConfig:
+    fields: dict[str, Any] = {
+        "name": name,
+        "source": "web",
+        "trigger": trigger,
+        "working_dir": "/workspaces/web",
+        "image": "busybox:1",
+        "command": ["sh", "-c", f"echo {name}"],
+    }
+    fields.update(kwargs)
+    return JobConfig(**fields)
+
+
+def plan_of(*jobs: JobConfig) -> JobPlan:
+    return JobPlan(
+        sources=[SourceInfo(name="web", repository_url="https://git.example/web.git")],
+        jobs=list(jobs),
+    )
+
+
+PLAN = plan_of(
+    job("build-check", Trigger.POST_BUILD),
+    job("migrate", Trigger.PRE_DEPLOY),
+    job("seed", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER),
+    job("smoke", Trigger.POST_DEPLOY),
+    job("lint", Trigger.MANUAL),
+)
+
+
+def env_dict(sha: str = SHA1, phase: str = "Ready") -> dict[str, Any]:
+    return {
+        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": "pr-1", "namespace": NS, "uid": "uid-1", "generation": 2},
+        "spec": {
+            "projectRef": {"name": "shop"},
+            "type": "development",
+            "sources": [{"name": "web", "branch": "main", "commitSha": sha}],
+        },
+        "status": {"phase": phase, "conditions": [_catalyst_condition()]},
+    }
+
+
+def _catalyst_condition() -> dict[str, Any]:
+    return {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Deployed",
+        "message": "",
+        "lastTransitionTime": "2024-01-01T00:00:00Z",
+    }
+
+
+def build_job(sha: str, state: str = "Complete", build: str = "web") -> dict[str, Any]:
+    conditions = [{"type": state, "status": "True"}] if state else []
+    return {
+        "metadata": {
+            "name": f"build-{build}-{sha[:7]}",
+            "namespace": NS,
+            "labels": {"catalyst.dev/job-type": "build", "catalyst.dev/build": build},
+            "creationTimestamp": "2024-01-01T00:00:00Z",
+        },
+        "status": {"conditions": conditions},
+    }
+
+
+def deployment(image: str = "busybox:1", ready: bool = True, inits: Any = ()) -> dict[str, Any]:
+    n = 1 if ready else 0
+    return {
+        "metadata": {"name": "web", "namespace": NS, "generation": 1},
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "spec": {
+                    "containers": [{"name": "web", "image": image}],
+                    "initContainers": list(inits),
+                }
+            },
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "readyReplicas": n,
+            "availableReplicas": n,
+        },
+    }
+
+
+PROJECT = {"spec": {"templates": {"development": {"builds": [{"name": "web"}]}}}}
+
+
+@dataclass
+class Cluster:
+    """The objects one Environment's reconcile reads, and the effect of each action."""
+
+    env: dict[str, Any] = field(default_factory=env_dict)
+    plan: JobPlan | None = PLAN
+    plan_error: str | None = None
+    project: dict[str, Any] | None = field(default_factory=lambda: copy.deepcopy(PROJECT))
+    builds: list[dict[str, Any]] = field(default_factory=list)
+    deployment: dict[str, Any] | None = None
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, RecordEvent] = field(default_factory=dict)
+    workload_patches: list[dict[str, Any]] = field(default_factory=list)
+
+    def observed(self) -> Any:
+        return observe(
+            self.env,
+            plan=self.plan,
+            plan_error=self.plan_error,
+            project=self.project,
+            build_jobs=self.builds,
+            deployment=self.deployment,
+            jobs=list(self.jobs.values()),
+        )
+
+    def reconcile(self) -> list[decide.Action]:
+        return reconcile(self.observed())
+
+    def apply(self, actions: list[decide.Action]) -> None:
+        for action in actions:
+            if isinstance(action, CreateJob):
+                manifest = copy.deepcopy(dict(action.manifest))
+                manifest["metadata"]["creationTimestamp"] = (
+                    f"2024-01-01T00:00:{len(self.jobs):02d}Z"
+                )
+                self.jobs[action.name] = manifest
+            elif isinstance(action, DeleteJob):
+                del self.jobs[action.name]
+            elif isinstance(action, WriteConditions):
+                status = self.env.setdefault("status", {})
+                merged = merge_conditions(status.get("conditions", []), action.conditions, now=NOW)
+                assert merged is not None, "a write that changes nothing"
+                status["conditions"] = merged
+            elif isinstance(action, ClearManualRequest):
+                annotations = self.env["metadata"].get("annotations", {})
+                if annotations.get(RUN_ANNOTATION) == action.value:
+                    del annotations[RUN_ANNOTATION]
+            elif isinstance(action, RecordEvent):
+                self.events[action.name] = action
+            elif isinstance(action, ApplyWorkload):
+                self.workload_patches.append(dict(action.patch))
+                assert self.deployment is not None
+                inits = action.patch["spec"]["template"]["spec"]["initContainers"]
+                defaulted = [{**c, "terminationMessagePath": "/dev/termination-log"} for c in inits]
+                pod = self.deployment["spec"]["template"]["spec"]
+                pod["initContainers"] = defaulted
+
+    def settle(self, rounds: int = 5) -> list[decide.Action]:
+        """Reconcile and apply until nothing is asked for; all actions taken, in order."""
+        taken: list[decide.Action] = []
+        for _ in range(rounds):
+            actions = self.reconcile()
+            if not actions:
+                return taken
+            taken += actions
+            self.apply(actions)
+        raise AssertionError(f"no convergence after {rounds} rounds: {actions}")
+
+    def finish(self, trigger: str, state: str = "Complete") -> None:
+        for obj in self.jobs.values():
+            if obj["metadata"]["labels"]["devjobs.dev/trigger"] == trigger:
+                obj["status"] = {"conditions": [{"type": state, "status": "True"}]}
+
+    def conditions(self) -> dict[str, dict[str, Any]]:
+        return {c["type"]: c for c in self.env["status"]["conditions"]}
+
+    def job_names(self, trigger: str | None = None) -> set[str]:
+        return {
+            n
+            for n, o in self.jobs.items()
+            if trigger is None or o["metadata"]["labels"]["devjobs.dev/trigger"] == trigger
+        }
+
+
+def kinds(actions: list[decide.Action]) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+# --- PostBuild / PreDeploy -----------------------------------------------------------
+
+
+def test_nothing_runs_while_the_builds_of_the_commit_are_missing() -> None:
+    cluster = Cluster()
+    cluster.settle()
+    assert cluster.jobs == {}
+    conds = cluster.conditions()
+    assert conds["Job.web.build-check"]["status"] == "Unknown"
+    assert conds["Job.web.build-check"]["reason"] == "Waiting"
+    assert conds["Job.web.build-check"]["message"].startswith("commit 1111111: waiting")
+    assert conds["Ready"] == _catalyst_condition()  # Catalyst's condition untouched
+
+
+def test_ready_phase_alone_never_fires_post_build_when_the_project_has_builds() -> None:
+    cluster = Cluster(builds=[build_job(SHA2)])  # an old commit's build succeeded
+    cluster.settle()
+    assert cluster.jobs == {}
+
+
+def test_a_running_build_does_not_fire_post_build() -> None:
+    cluster = Cluster(builds=[build_job(SHA1, state="")])
+    cluster.settle()
+    assert cluster.jobs == {}
+
+
+def test_succeeded_build_of_the_commit_creates_post_build_and_pre_deploy_jobs() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    actions = cluster.reconcile()
+    assert kinds(actions) == ["CreateJob", "CreateJob"]  # conditions wait for the next round
+    cluster.apply(actions)
+    assert {o["metadata"]["labels"]["devjobs.dev/trigger"] for o in cluster.jobs.values()} == {
+        "PostBuild",
+        "PreDeploy",
+    }
+    for obj in cluster.jobs.values():
+        assert obj["metadata"]["annotations"]["devjobs.dev/commit"] == SHA1
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+        assert obj["metadata"]["namespace"] == NS
+    cluster.settle()
+    assert cluster.conditions()["Job.web.migrate"]["status"] == "Unknown"
+    assert cluster.conditions()["PreDeployJobsSucceeded"]["status"] == "Unknown"
+
+
+def test_without_builds_post_build_fires_when_the_environment_leaves_provisioning() -> None:
+    cluster = Cluster(env=env_dict(phase="Provisioning"), project={"spec": {}})
+    cluster.settle()
+    assert cluster.jobs == {}
+    cluster.env["status"]["phase"] = "Ready"
+    cluster.settle()
+    assert len(cluster.job_names("PostBuild")) == 1
+
+
+def test_build_jobs_present_without_a_project_template_are_still_waited_for() -> None:
+    cluster = Cluster(project=None, builds=[build_job(SHA1, state="")])
+    cluster.settle()
+    assert cluster.jobs == {}
+    cluster.builds = [build_job(SHA1)]
+    cluster.settle()
+    assert len(cluster.job_names("PostBuild")) == 1
+
+
+def test_failed_build_reports_jobs_failed_and_runs_nothing() -> None:
+    cluster = Cluster(builds=[build_job(SHA1, state="Failed")])
+    cluster.settle()
+    assert cluster.jobs == {}
+    conds = cluster.conditions()
+    assert conds["Job.web.build-check"]["status"] == "False"
+    assert conds["Job.web.build-check"]["reason"] == "BuildFailed"
+    assert conds["JobsSucceeded"]["status"] == "False"
+
+
+def test_an_idle_environment_gets_no_actions_at_all() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.settle()
+    cluster.finish("PostBuild")
+    cluster.finish("PreDeploy")
+    cluster.settle()
+    assert cluster.reconcile() == []
+    assert cluster.reconcile() == []
+
+
+def test_restart_finds_its_jobs_and_creates_nothing_twice() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.apply(cluster.reconcile())
+    before = set(cluster.jobs)
+    # A new controller process observes the same cluster: no CreateJob.
+    assert not [a for a in cluster.reconcile() if isinstance(a, CreateJob)]
+    assert set(cluster.jobs) == before
+
+
+def test_fired_points_are_remembered_when_build_jobs_are_garbage_collected() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.settle()
+    cluster.builds = []
+    assert not [a for a in cluster.reconcile() if isinstance(a, (CreateJob, DeleteJob))]
+    assert cluster.conditions()["Job.web.build-check"]["reason"] != "Waiting"
+
+
+# --- job results as conditions --------------------------------------------------------
+
+
+def test_succeeded_and_failed_jobs_become_conditions_of_the_current_commit() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.settle()
+    cluster.finish("PostBuild")
+    cluster.finish("PreDeploy", "Failed")
+    cluster.settle()
+    conds = cluster.conditions()
+    assert conds["Job.web.build-check"]["status"] == "True"
+    assert conds["Job.web.build-check"]["message"].startswith("commit 1111111: ")
+    assert conds["Job.web.migrate"]["status"] == "False"
+    assert conds["PreDeployJobsSucceeded"]["status"] == "False"
+    assert conds["JobsSucceeded"]["status"] == "False"
+    assert conds["Job.web.smoke"]["reason"] == "PreDeployFailed"
+
+
+# --- PostDeploy ---------------------------------------------------------------------------
+
+
+def test_post_deploy_waits_for_pre_deploy_and_a_ready_workload_of_the_commit() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)], deployment=deployment(ready=False))
+    cluster.settle()
+    cluster.finish("PostBuild")
+    cluster.finish("PreDeploy")
+    cluster.settle()
+    assert cluster.job_names("PostDeploy") == set()
+    assert cluster.deployment is not None
+    cluster.deployment["status"]["readyReplicas"] = 1
+    cluster.deployment["status"]["availableReplicas"] = 1
+    cluster.settle()
+    assert len(cluster.job_names("PostDeploy")) == 1
+    assert cluster.conditions()["Job.web.seed"]["status"] == "True"
+
+
+def test_post_deploy_does_not_fire_for_a_workload_still_on_the_old_commit() -> None:
+    old = f"registry.default.svc.cluster.local:5000/shop/web-pr-1:{SHA2}"
+    cluster = Cluster(builds=[build_job(SHA1)], plan=plan_of(job("smoke", Trigger.POST_DEPLOY)))
+    cluster.deployment = deployment(image=old)
+    cluster.settle()
+    assert cluster.jobs == {}
+    cluster.deployment = deployment(image=old.replace(SHA2, SHA1))
+    cluster.settle()
+    assert len(cluster.job_names("PostDeploy")) == 1
+
+
+# --- PreDeploy init containers ------------------------------------------------------------
+
+
+def test_init_container_jobs_are_applied_once_to_the_workload() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)], deployment=deployment(ready=False))
+    taken = cluster.settle()
+    patches = [a for a in taken if isinstance(a, ApplyWorkload)]
+    assert len(patches) == 1
+    names = [c["name"] for c in patches[0].patch["spec"]["template"]["spec"]["initContainers"]]
+    assert any("seed" in n for n in names)
+    # Server defaults on the stored containers do not make it apply again.
+    assert not [a for a in cluster.reconcile() if isinstance(a, ApplyWorkload)]
+
+
+def test_init_containers_devjobs_no_longer_wants_are_removed() -> None:
+    stale = {"name": "devjobs-web-old", "image": "busybox:1"}
+    cluster = Cluster(
+        builds=[build_job(SHA1)],
+        plan=plan_of(job("build-check", Trigger.POST_BUILD)),
+        deployment=deployment(inits=[stale, {"name": "catalyst-init", "image": "x"}]),
+    )
+    actions = cluster.reconcile()
+    patch = next(a for a in actions if isinstance(a, ApplyWorkload)).patch
+    assert patch["spec"]["template"]["spec"]["initContainers"] == []
+
+
+def test_no_workload_patch_before_the_workload_exists() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    assert not [a for a in cluster.settle() if isinstance(a, ApplyWorkload)]
+
+
+# --- a new commit ---------------------------------------------------------------------
+
+
+def test_new_commit_cancels_unfinished_jobs_and_reports_only_the_new_commit() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.settle()
+    cluster.finish("PostBuild")  # finished: kept, not cancelled
+    cluster.settle()
+    assert cluster.conditions()["Job.web.build-check"]["status"] == "True"
+    running = cluster.job_names("PreDeploy")
+    cluster.env["spec"]["sources"][0]["commitSha"] = SHA2
+    actions = cluster.reconcile()
+    deletes = [a for a in actions if isinstance(a, DeleteJob)]
+    assert {d.name for d in deletes} == running
+    assert all(d.reason == "NewCommit" and d.commit == SHA1 for d in deletes)
+    events = [a for a in actions if isinstance(a, RecordEvent)]
+    assert [e.reason for e in events] == ["Cancelled"]
+    assert events[0].message == "web/migrate at commit 1111111 cancelled: commit 2222222 started"
+    cluster.apply(actions)
+    cluster.settle()
+    conds = cluster.conditions()
+    # The old commit's success is not shown as the new commit's result.
+    assert conds["Job.web.build-check"]["status"] == "Unknown"
+    assert conds["Job.web.build-check"]["message"].startswith("commit 2222222: waiting")
+    assert conds["JobsSucceeded"]["status"] == "Unknown"
+    cluster.builds.append(build_job(SHA2))
+    cluster.settle()
+    new = {cluster.jobs[n]["metadata"]["annotations"]["devjobs.dev/commit"] for n in cluster.jobs}
+    assert SHA2 in new
+
+
+def test_the_same_cancellation_event_is_recorded_under_one_name() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.settle()
+    cluster.env["spec"]["sources"][0]["commitSha"] = SHA2
+    first = [a for a in cluster.reconcile() if isinstance(a, RecordEvent)]
+    again = [a for a in cluster.reconcile() if isinstance(a, RecordEvent)]
+    assert [e.name for e in first] == [e.name for e in again]
+
+
+def test_a_changed_job_spec_at_the_same_commit_supersedes_the_unfinished_job() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)], plan=plan_of(job("t", Trigger.POST_BUILD)))
+    cluster.settle()
+    (old,) = cluster.jobs
+    cluster.plan = plan_of(job("t", Trigger.POST_BUILD, command=["sh", "-c", "exit 0"]))
+    actions = cluster.reconcile()
+    assert [(type(a).__name__, getattr(a, "reason", "")) for a in actions][:1] == [
+        ("DeleteJob", "Superseded")
+    ]
+    cluster.apply(actions)
+    assert old not in cluster.jobs and len(cluster.jobs) == 1
+
+
+# --- Manual ------------------------------------------------------------------------------
+
+
+def request(cluster: Cluster, value: str, time: str = "2024-05-01T10:00:00Z") -> None:
+    meta = cluster.env["metadata"]
+    meta.setdefault("annotations", {})[RUN_ANNOTATION] = value
+    meta["managedFields"] = [
+        {
+            "manager": "devjobs-ui",
+            "operation": "Update",
+            "time": time,
+            "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{RUN_ANNOTATION}": {}}}},
+        }
+    ]
+
+
+def test_manual_request_starts_the_jobs_and_is_cleared() -> None:
+    cluster = Cluster(env=env_dict(phase="Provisioning"))
+    request(cluster, "lint")
+    actions = cluster.reconcile()
+    assert kinds(actions) == ["CreateJob", "ClearManualRequest"]
+    cluster.apply(actions)
+    assert RUN_ANNOTATION not in cluster.env["metadata"]["annotations"]
+    (name,) = cluster.job_names("Manual")
+    rid = manual_request(
+        {
+            **cluster.env,
+            "metadata": {**cluster.env["metadata"], "annotations": {RUN_ANNOTATION: "lint"}},
+        }
+    )
+    assert rid is not None
+    assert cluster.jobs[name]["metadata"]["annotations"]["devjobs.dev/request"] == rid.request_id
+    cluster.settle()
+    assert cluster.conditions()["Job.web.lint"]["status"] == "Unknown"
+
+
+def test_manual_request_seen_again_after_a_restart_creates_nothing_twice() -> None:
+    cluster = Cluster()
+    request(cluster, "lint")
+    actions = cluster.reconcile()
+    cluster.apply([a for a in actions if isinstance(a, CreateJob)])  # crash before clearing
+    again = cluster.reconcile()
+    assert "CreateJob" not in kinds(again)
+    assert "ClearManualRequest" in kinds(again)
+
+
+def test_asking_again_starts_a_new_run_of_the_same_job() -> None:
+    cluster = Cluster()
+    request(cluster, "lint")
+    cluster.settle()
+    request(cluster, "web/lint", time="2024-05-01T11:00:00Z")
+    cluster.settle()
+    assert len(cluster.job_names("Manual")) == 2
+
+
+def test_manual_request_for_unknown_or_init_container_jobs_warns_and_is_cleared() -> None:
+    cluster = Cluster()
+    request(cluster, "nope, seed")
+    actions = [a for a in cluster.reconcile() if not isinstance(a, WriteConditions)]
+    assert kinds(actions) == ["ClearManualRequest", "RecordEvent"]
+    event = actions[1]
+    assert isinstance(event, RecordEvent) and event.type == "Warning"
+    assert "nope" in event.message and "init container" in event.message
+
+
+def test_unfinished_manual_jobs_of_the_current_commit_are_kept_of_an_old_one_cancelled() -> None:
+    cluster = Cluster()
+    request(cluster, "lint")
+    cluster.settle()
+    assert not [a for a in cluster.reconcile() if isinstance(a, DeleteJob)]
+    cluster.env["spec"]["sources"][0]["commitSha"] = SHA2
+    deletes = [a for a in cluster.reconcile() if isinstance(a, DeleteJob)]
+    assert [d.key for d in deletes] == ["web/lint"]
+
+
+# --- plan errors -------------------------------------------------------------------------
+
+
+def test_plan_error_is_reported_and_hides_the_earlier_commit_results() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.settle()
+    cluster.finish("PostBuild")
+    cluster.settle()
+    cluster.plan, cluster.plan_error = None, "project.yaml:3:1: bad"
+    cluster.settle()
+    conds = cluster.conditions()
+    assert conds["JobsSucceeded"]["reason"] == "PlanFailed"
+    assert "project.yaml:3:1: bad" in conds["JobsSucceeded"]["message"]
+    assert conds["Job.web.build-check"]["status"] == "Unknown"
+    assert cluster.reconcile() == []
+
+
+def test_jobs_dropped_from_the_plan_lose_their_result() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)])
+    cluster.settle()
+    cluster.plan = plan_of(job("build-check", Trigger.POST_BUILD))
+    cluster.settle()
+    assert cluster.conditions()["Job.web.smoke"]["reason"] == "NotInPlan"
+
+
+@pytest.mark.parametrize("phase", ["", "Pending", "Provisioning", "Building", "Ready", "Failed"])
+def test_every_phase_converges_without_writing_twice(phase: str) -> None:
+    cluster = Cluster(env=env_dict(phase=phase), builds=[build_job(SHA1)])
+    cluster.settle()
+    assert cluster.reconcile() == []
