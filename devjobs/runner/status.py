@@ -7,11 +7,13 @@ Public API:
 
 How it cannot clobber Catalyst's conditions: it reads the Environment, merges `desired`
 into the conditions it read (`merge_conditions`: other types untouched), and sends a JSON
-patch to the status subresource whose first operation is a `test` of
-`/metadata/resourceVersion` against the version read. The server applies the patch to
-the object as it is at write time, so if anyone (Catalyst's operator included) changed it
-in between, the test fails, nothing is written, and the read-merge-write starts again.
-The conditions list sent is therefore always "exactly what was there, plus ours".
+patch to the status subresource that also sets `/metadata/resourceVersion` to the version
+read. The patched object then carries that resourceVersion, which the API server checks
+as an update precondition: if anyone (Catalyst's operator included) changed the object in
+between, the write is refused with 409 Conflict, nothing is written, and the
+read-merge-write starts again. The list sent is therefore always "exactly what was
+there, plus ours". (A JSON patch `test` op on the resourceVersion also refuses, but with
+a 422 indistinguishable from a real validation error, so it cannot be retried safely.)
 Server-side apply was the alternative; it was not chosen because an apply that omits one
 of devjobs' earlier conditions deletes it, so every caller would have to send all of them.
 """
@@ -46,7 +48,7 @@ def write_conditions(
 ) -> bool:
     """Merge `desired` into the Environment's `status.conditions`; True when it wrote,
     False when they were already there (no request but the read). Retries when the
-    Environment changed between the read and the write (409, or the failed `test`).
+    Environment changed between the read and the write (409 Conflict).
     `after_read` is called with each object read, before the write (lets tests provoke a
     real conflict). Raises DevjobsError on RBAC denial, a missing Environment, or when
     every attempt conflicted."""
@@ -74,7 +76,7 @@ def write_conditions(
             after_read(env)
         patch: list[dict[str, Any]] = [
             {
-                "op": "test",
+                "op": "replace",
                 "path": "/metadata/resourceVersion",
                 "value": env["metadata"]["resourceVersion"],
             },
@@ -95,21 +97,12 @@ def write_conditions(
             )
             return True
         except ApiException as err:
-            if not _is_conflict(err):
+            if err.status != 409:
                 raise _api_error(place, "patch status of", err) from None
         time.sleep(min(0.05 * 2**attempt, 1.0))
     raise DevjobsError(
         place,
         f"status not written: the Environment changed during each of {max_attempts} attempts",
-    )
-
-
-def _is_conflict(err: Any) -> bool:
-    """409, or the 422 the API server answers when a JSON patch `test` op fails."""
-    if err.status == 409:
-        return True
-    return bool(
-        err.status == 422 and "test" in _message(err).lower() and "resourceVersion" in _message(err)
     )
 
 
