@@ -501,3 +501,46 @@ def test_invalid_paths_are_refused(app: WorkRepo, git_daemon: GitDaemon, cache: 
     for bad in ("../etc/", "/etc/passwd", "a/../../b", ""):
         with pytest.raises(DevjobsError, match="relative to the repository root"):
             fetch_one(git_daemon.url("app"), cache, paths=(bad,))
+
+
+def test_token_never_reaches_a_command_line(
+    app: WorkRepo,
+    git_http: GitHttpServer,
+    cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))  # git logs the argv of every process
+    monkeypatch.setenv("DEVJOBS_GIT_TOKEN", GIT_HTTP_TOKEN)
+
+    fetch_one(git_http.url("app"), cache, token=None)
+
+    logged = trace.read_text()
+    assert "remote-http" in logged  # the trace did see the transport
+    assert all(secret not in logged for secret in TOKEN_FORMS)
+
+
+def test_url_rewritten_by_user_config_to_a_refused_transport_still_fails(
+    app: WorkRepo, cache: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text(
+        f'[url "ext::sh -c touch% {marker}% #"]\n\tinsteadOf = git://evil.invalid/\n'
+    )
+    with pytest.raises(DevjobsError) as caught:
+        fetch_one("git://evil.invalid/app", cache)
+    assert caught.value.place == PLACE
+    assert not marker.exists()
+
+
+def test_silent_http_server_times_out(cache: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(DevjobsError) as caught:
+            fetch_one(f"http://127.0.0.1:{port}/app", cache, timeout=1.0)
+    assert caught.value.place == PLACE
+    assert caught.value.message.startswith(f"http://127.0.0.1:{port}/app: ")
+    assert "timed out" in caught.value.message or "too slow" in caught.value.message
