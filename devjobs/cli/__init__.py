@@ -21,6 +21,7 @@ COMMANDS = [
     "devjobs.cli.plan",
     "devjobs.cli.render",
     "devjobs.cli.run",
+    "devjobs.cli.controller",
 ]
 
 

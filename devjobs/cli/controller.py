@@ -1,0 +1,122 @@
+"""`devjobs controller`: run each lifecycle point's jobs as Environments move along."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LEASE = "devjobs-controller"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "controller",
+        help="watch Environments and run their jobs at each lifecycle point",
+        description=(
+            "Watch Catalyst Environments and run their PostBuild, PreDeploy, PostDeploy and "
+            "requested Manual jobs for the current commit; one active replica per Lease."
+        ),
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NS",
+        help="watch this namespace (repeatable); default: all namespaces",
+    )  # fmt: skip
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all (default)")
+    parser.add_argument(
+        "--project-namespace", metavar="NS", default="catalyst-system",
+        help="where Projects live besides each Environment's namespace (default: %(default)s; "
+        "'' for none)",
+    )  # fmt: skip
+    parser.add_argument("--workload", default="web", help="the workload Deployment (default: web)")
+    parser.add_argument("--workers", type=int, default=4, help="parallel reconciles (default: 4)")
+    parser.add_argument("--git-image", help="image of the clone init container")
+    parser.add_argument(
+        "--image", action="append", default=[], metavar="[SOURCE=]IMAGE",
+        help="image for jobs with no image of their own instead of the Catalyst build",
+    )  # fmt: skip
+    parser.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or in-cluster")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--cache-dir", type=Path, help="git cache (default: the resolver's)")
+    election = parser.add_argument_group("leader election")
+    election.add_argument(
+        "--leader-election-namespace", metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else no election)",
+    )  # fmt: skip
+    election.add_argument("--no-leader-election", action="store_true")
+    election.add_argument("--lease-name", default=DEFAULT_LEASE)
+    election.add_argument("--lease-seconds", type=int, default=15)
+    election.add_argument("--identity", help="default: hostname + random suffix")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from devjobs.controller.decide import Settings
+    from devjobs.controller.leader import LeaderElector
+    from devjobs.controller.main import Config, Controller
+    from devjobs.runner.images import parse_image_overrides
+    from devjobs.runner.kubeapi import connect
+    from devjobs.runner.render import RenderOptions
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+        logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    render = RenderOptions(
+        images=parse_image_overrides(args.image), workload=args.workload,
+        **({"git_image": args.git_image} if args.git_image else {}),
+    )  # fmt: skip
+    config = Config(
+        namespaces=tuple(args.namespace),
+        project_namespace=args.project_namespace or None,
+        workload=args.workload,
+        workers=args.workers,
+        settings=Settings(render=render),
+        cache_dir=args.cache_dir,
+    )
+    kube = connect(args.kubeconfig, args.context)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    lease_ns = args.leader_election_namespace or os.environ.get("POD_NAMESPACE")
+    elector = None
+    lost = threading.Event()
+    if lease_ns and not args.no_leader_election:
+        identity = args.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        elector = LeaderElector(
+            kube, lease_ns, args.lease_name, identity, lease_seconds=args.lease_seconds,
+            renew_seconds=max(1.0, args.lease_seconds / 3),
+        )  # fmt: skip
+        if not elector.acquire(stop):
+            return 0
+        threading.Thread(target=elector.keep, args=(stop, lost), daemon=True).start()
+        threading.Thread(target=_stop_when, args=(lost, stop), daemon=True).start()
+    try:
+        Controller(kube, config).run(stop)
+    finally:
+        if elector is not None and not lost.is_set():
+            elector.release()
+    if lost.is_set():
+        print("devjobs: error: leadership lost; exiting so a candidate can take over",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _stop_when(lost: threading.Event, stop: threading.Event) -> None:
+    lost.wait()
+    stop.set()

@@ -1,0 +1,141 @@
+"""Executing the decided actions: the only place the controller writes to the cluster.
+
+Each action is idempotent on its own, so a crash between two of them is repaired by the
+next reconcile: Jobs are server-side applied under deterministic names, deletions ignore
+`404`, conditions go through `status.write_conditions` (merge by type, JSON patch guarded
+by the resourceVersion), the Manual request is removed only while it still holds the value
+that was acted on, and Events have deterministic names (`409` means already recorded).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from devjobs.controller.decide import (
+    Action,
+    ApplyWorkload,
+    ClearManualRequest,
+    CreateJob,
+    DeleteJob,
+    RecordEvent,
+    WriteConditions,
+)
+from devjobs.controller.observe import RUN_ANNOTATION
+from devjobs.runner import environment as envmod
+from devjobs.runner.kubeapi import FIELD_MANAGER, Kube, KubeError
+from devjobs.runner.status import write_conditions
+
+log = logging.getLogger("devjobs.controller")
+COMPONENT = "devjobs-controller"
+
+
+@dataclass
+class Counters:
+    """Writes by kind, for logs and the bench (an idle controller keeps them still)."""
+
+    writes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str) -> None:
+        self.writes[kind] = self.writes.get(kind, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.writes.values())
+
+
+def execute(
+    kube: Kube,
+    env: envmod.Environment,
+    actions: Sequence[Action],
+    counters: Counters | None = None,
+) -> None:
+    """Run `actions` in order; the first failure raises (KubeError or DevjobsError) and the
+    rest wait for the retry, which decides again from what is then observed."""
+    counters = counters if counters is not None else Counters()
+    for action in actions:
+        if isinstance(action, CreateJob):
+            kube.apply(action.manifest)
+            counters.add("job-create")
+            log.info("%s: created Job %s", env.ref, action.name)
+        elif isinstance(action, DeleteJob):
+            path = f"/apis/batch/v1/namespaces/{quote(env.namespace)}/jobs/{quote(action.name)}"
+            kube.delete(path, propagation="Background")
+            counters.add("job-delete")
+            log.info("%s: cancelled Job %s (%s)", env.ref, action.name, action.reason)
+        elif isinstance(action, ApplyWorkload):
+            kube.apply(action.patch, field_manager=FIELD_MANAGER)
+            counters.add("workload-apply")
+            log.info("%s: applied init containers to %s", env.ref, action.patch["metadata"]["name"])
+        elif isinstance(action, WriteConditions):
+            if write_conditions(kube.api_client, env.namespace, env.name, action.conditions):
+                counters.add("status")
+                log.info("%s: conditions written", env.ref)
+        elif isinstance(action, ClearManualRequest):
+            if clear_request(kube, env, action.value):
+                counters.add("request-clear")
+        elif isinstance(action, RecordEvent) and record_event(kube, env, action):
+            counters.add("event")
+
+
+def env_path(env: envmod.Environment) -> str:
+    return (
+        f"/apis/{envmod.API_VERSION}/namespaces/{quote(env.namespace)}/"
+        f"{envmod.PLURAL}/{quote(env.name)}"
+    )
+
+
+def clear_request(kube: Kube, env: envmod.Environment, value: str) -> bool:
+    """Remove `devjobs.dev/run` if it still says `value`; False when someone changed it
+    meanwhile (the newer request is left for the next reconcile)."""
+    pointer = "/metadata/annotations/" + RUN_ANNOTATION.replace("~", "~0").replace("/", "~1")
+    patch = [{"op": "test", "path": pointer, "value": value}, {"op": "remove", "path": pointer}]
+    try:
+        kube.request(
+            "PATCH",
+            env_path(env),
+            {"fieldManager": COMPONENT},
+            patch,
+            content_type="application/json-patch+json",
+        )
+    except KubeError as error:
+        if error.status in (404, 409, 422):
+            return False
+        raise
+    return True
+
+
+def record_event(kube: Kube, env: envmod.Environment, event: RecordEvent) -> bool:
+    """A core/v1 Event on the Environment; False when it was already recorded."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": event.name, "namespace": env.namespace},
+        "involvedObject": {
+            "apiVersion": envmod.API_VERSION,
+            "kind": envmod.KIND,
+            "name": env.name,
+            "namespace": env.namespace,
+            "uid": env.uid,
+        },
+        "reason": event.reason,
+        "message": event.message,
+        "type": event.type,
+        "source": {"component": COMPONENT},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        kube.request("POST", f"/api/v1/namespaces/{quote(env.namespace)}/events", body=body)
+    except KubeError as error:
+        if error.status == 409:
+            return False
+        raise
+    log.info("%s: event %s: %s", env.ref, event.reason, event.message)
+    return True
