@@ -544,3 +544,44 @@ def test_silent_http_server_times_out(cache: Path) -> None:
     assert caught.value.place == PLACE
     assert caught.value.message.startswith(f"http://127.0.0.1:{port}/app: ")
     assert "timed out" in caught.value.message or "too slow" in caught.value.message
+
+
+def _literal(repo: WorkRepo, kind: str, body: bytes) -> str:
+    return repo.git("hash-object", "-t", kind, "--literally", "-w", "--stdin", input=body)
+
+
+def test_commit_with_a_malformed_author_date_is_still_fetched(
+    git_repos: RepoRoot, git_daemon: GitDaemon, cache: Path
+) -> None:
+    repo = git_repos.create("app")
+    repo.write(".devcontainer/devcontainer.json", "{}")
+    repo.commit()
+    tree = repo.rev_parse("HEAD^{tree}")
+    body = f"tree {tree}\nauthor A <a@b> 1700000000 +00000\ncommitter A <a@b> 1 +0\n\nold\n"
+    repo.git("update-ref", "refs/heads/main", _literal(repo, "commit", body.encode()))
+
+    checkout = fetch_one(git_daemon.url("app"), cache)
+
+    assert files_in(checkout.path) == {".devcontainer/devcontainer.json": "{}"}
+
+
+def test_tree_with_a_dot_git_entry_is_refused(
+    git_repos: RepoRoot, git_daemon: GitDaemon, cache: Path
+) -> None:
+    repo = git_repos.create("app")
+    repo.write("x", "[core]\n\tfsmonitor = touch /tmp/pwned\n")
+    blob = repo.git("hash-object", "-w", "x")
+    inner = _literal(repo, "tree", b"100644 config\0" + bytes.fromhex(blob))
+    devcontainer = _literal(repo, "tree", b"40000 .git\0" + bytes.fromhex(inner))
+    root = _literal(repo, "tree", b"40000 .devcontainer\0" + bytes.fromhex(devcontainer))
+    body = f"tree {root}\nauthor A <a@b> 1 +0000\ncommitter A <a@b> 1 +0000\n\nevil\n"
+    repo.git("update-ref", "refs/heads/main", _literal(repo, "commit", body.encode()))
+
+    with pytest.raises(DevjobsError) as caught:
+        fetch_one(git_daemon.url("app"), cache)
+
+    assert caught.value.place == PLACE
+    assert caught.value.message.endswith(
+        "the repository holds an unsafe path '.devcontainer/.git/config'"
+    )
+    assert not list((cache / "git").glob("*/trees/*"))
