@@ -31,7 +31,7 @@ from devjobs.resolver.lifecycle import (
     setup_jobs,
 )
 from devjobs.resolver.models import JobConfig, JobSpec, RunAs, SkippedItem, Trigger
-from devjobs.resolver.names import normalise_name
+from devjobs.resolver.names import is_valid_name, normalise_name
 from devjobs.resolver.variables import Variables
 
 Target = Literal["local", "cluster"]
@@ -288,9 +288,11 @@ class _Reader:
         return devjobs
 
     def _name(self, written: str, path: JsonPath, taken: dict[str, JsonPath]) -> str:
-        name, warning = normalise_name(written, self.place(path))
-        if warning:
-            self.warnings.append(warning)
+        name = written
+        if not is_valid_name(written):  # places are computed only when needed: O(file)
+            name, warning = normalise_name(written, self.place(path))
+            if warning:
+                self.warnings.append(warning)
         if name in taken:
             raise DevjobsError(
                 self.place(path),

@@ -25,15 +25,17 @@ MAX_DEPTH = 200
 """Deeper nesting is refused: no devcontainer.json needs it, and it would exhaust
 the stack of recursive consumers."""
 
-# One alternative per construct the cleaner must see whole: a string (possibly
-# unterminated: the decoder reports it), a line comment, a block comment (possibly
-# unterminated), and a comma followed only by whitespace/comments and a closing bracket.
+# The cleaner's regex matches a "gap" of text it keeps (everything but comments and
+# trailing commas; strings whole, so nothing inside them counts), then the comment or
+# trailing comma that ends it, so Python code runs per comment, not per token.
+# Possessive quantifiers: a gap can always stop at the next comment, comma or end,
+# so nothing ever needs to backtrack.
 _JSON_WS = r"[ \t\n\r]"
 _COMMENT = r"(?>//[^\n]*|/\*[\s\S]*?\*/)"  # atomic: a comment never ends early
+_BEFORE_CLOSING = rf"(?:{_JSON_WS}|{_COMMENT})*[\]}}]"
 _TOKEN = re.compile(
-    rf'(?P<string>"(?:[^"\\\n]|\\.)*"?)'
-    rf"|(?P<comment>//[^\n]*|/\*[\s\S]*?(?:\*/|\Z))"
-    rf"|(?P<comma>,(?=(?:{_JSON_WS}|{_COMMENT})*[\]}}]))"
+    rf'(?P<gap>(?:[^"/,]++|"(?:[^"\\\n]|\\.)*+"?|,(?!{_BEFORE_CLOSING})|/(?![/*]))*+)'
+    rf"(?:(?P<comment>//[^\n]*|/\*[\s\S]*?(?:\*/|\Z))|(?P<comma>,)|\Z)"
 )
 _NOT_NEWLINE = re.compile(r"[^\n]")
 _STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(?P<constant>-?Infinity|NaN)')
@@ -89,30 +91,25 @@ def parse(text: str, file: str) -> Document:
 def clean(text: str, file: str) -> str:
     """Blank comments and trailing commas, keeping every other character where it is."""
     pieces: list[str] = []
-    position = 0
-    last_significant = ""  # last non-blank character outside comments before `position`
+    last_significant = ""  # last character outside blanks and comments so far
     for match in _TOKEN.finditer(text):
-        start = match.start()
-        between = text[position:start].rstrip(" \t\n\r")
-        if between:
-            last_significant = between[-1]
-        pieces.append(text[position:start])
-        kind = match.lastgroup
-        token = match.group()
-        if kind == "string":
-            pieces.append(token)
-            last_significant = '"'
-        elif kind == "comment":
+        gap = match.group("gap")
+        pieces.append(gap)
+        kept = gap.rstrip(" \t\n\r")
+        if kept:
+            last_significant = kept[-1]
+        if match.group("comment") is not None:
+            token = match.group("comment")
             if token.startswith("/*") and not (len(token) >= 4 and token.endswith("*/")):
-                line, col = line_col(text, start)
+                line, col = line_col(text, match.start("comment"))
                 raise DevjobsError(f"{file}:{line}:{col}", "unterminated /* comment")
             pieces.append(_NOT_NEWLINE.sub(" ", token))
-        elif last_significant in ("", "[", "{", ",", ":"):
-            pieces.append(token)  # not after a value: leave it for the decoder to reject
-        else:
-            pieces.append(" ")
-        position = match.end()
-    pieces.append(text[position:])
+        elif match.group("comma") is not None:
+            if last_significant in ("", "[", "{", ",", ":"):
+                pieces.append(",")  # not after a value: leave it for the decoder to reject
+            else:
+                pieces.append(" ")
+            last_significant = ","
     return "".join(pieces)
 
 
