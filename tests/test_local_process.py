@@ -504,3 +504,33 @@ def test_running_on_a_cluster_is_not_available_yet(tmp_path: Path) -> None:
     assert done.stderr == (
         "devjobs: error: running on a cluster is not available yet; use --local\n"
     )
+
+
+def test_on_a_terminal_the_live_display_runs_and_ends_with_the_summary(tmp_path: Path) -> None:
+    """The TTY path (rich Live), through a real pseudo-terminal."""
+    import pty
+    import re
+
+    config = jobs({"tick": "PostBuild"}, tick="for i in 1 2 3; do echo tick $i; sleep 0.3; done")
+    argv = devjobs_command(*app(tmp_path, config))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes devjobs, on the terminal
+        os.chdir(tmp_path)
+        os.execve(argv[0], argv, {**environ(), "COLUMNS": "100", "TERM": "xterm"})
+    output = bytearray()
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        output.extend(data)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    text = output.decode(errors="replace")
+    assert "\x1b[" in text  # drawn with terminal escapes, not plain lines
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
+    assert "running    tick" in plain  # the live panel, while the job ran
+    assert "[tick] tick 3" in plain
+    assert "1 succeeded in " in plain
