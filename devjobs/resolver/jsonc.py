@@ -10,10 +10,11 @@ A `Document` keeps that text, so later stages can point at the value they reject
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from devjobs.errors import DevjobsError
@@ -41,6 +42,7 @@ _NOT_NEWLINE = re.compile(r"[^\n]")
 _STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(?P<constant>-?Infinity|NaN)')
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|(?P<bracket>[\[{\]}])')
 _WS = re.compile(r"[ \t\n\r]*")
+_NEWLINE = re.compile(r"\n")
 
 
 class _NotJson(ValueError):
@@ -52,6 +54,7 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SKIPPER = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,38 @@ class Document:
     text: str
     """The file's text with comments and trailing commas blanked: valid JSON, same offsets."""
     value: Any
+    _children: dict[int, dict[str | int, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Container offset → its keys/indexes → value offsets, filled as places are asked
+    for, so a hostile file with 50,000 bad names costs one scan per container."""
+    _line_starts: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def place(self, path: JsonPath) -> str:
         """`file:line:col` of the value at `path`, or `file#/json/pointer` if it has none."""
-        offset = locate(self.text, path)
+        offset = self.offset(path)
         if offset is None:
             return f"{self.file}#{pointer(path)}"
-        line, col = line_col(self.text, offset)
-        return f"{self.file}:{line}:{col}"
+        if not self._line_starts:
+            self._line_starts.extend([0, *(match.end() for match in _NEWLINE.finditer(self.text))])
+        line = bisect.bisect_right(self._line_starts, offset)
+        return f"{self.file}:{line}:{offset - self._line_starts[line - 1] + 1}"
+
+    def offset(self, path: JsonPath) -> int | None:
+        """Offset of the value at `path`; None if there is no such value.
+
+        With duplicate keys the last one wins, as in the parsed value.
+        """
+        position = _WS.match(self.text, 0).end()  # type: ignore[union-attr]
+        for part in path:
+            children = self._children.get(position)
+            if children is None:
+                children = self._children[position] = _children(self.text, position)
+            found = children.get(part)
+            if found is None:
+                return None
+            position = found
+        return position
 
 
 def parse(text: str, file: str) -> Document:
@@ -183,56 +210,24 @@ def pointer(path: JsonPath) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
 
 
-def locate(text: str, path: JsonPath) -> int | None:
-    """Offset of the value at `path` in valid JSON `text`; None if there is no such value.
-
-    With duplicate keys the last one wins, as in the parsed value.
-    """
-    position = _WS.match(text, 0).end()  # type: ignore[union-attr]
-    for part in path:
-        if position >= len(text):
-            return None
-        opening = text[position]
-        if opening == "{" and isinstance(part, str):
-            found = _member(text, position, part)
-        elif opening == "[" and isinstance(part, int):
-            found = _element(text, position, part)
-        else:
-            return None
-        if found is None:
-            return None
-        position = found
-    return position
-
-
-def _member(text: str, position: int, key: str) -> int | None:
-    found = None
+def _children(text: str, position: int) -> dict[str | int, int]:
+    """Keys (object) or indexes (array) of the container at `position` → value offsets."""
+    found: dict[str | int, int] = {}
+    if position >= len(text) or text[position] not in "{[":
+        return found
+    closing = "}" if text[position] == "{" else "]"
     position = _WS.match(text, position + 1).end()  # type: ignore[union-attr]
-    while text[position] != "}":
-        name, position = json.decoder.scanstring(text, position + 1)  # type: ignore[attr-defined]
-        position = _WS.match(text, position).end() + 1  # type: ignore[union-attr]  # ':'
+    index = 0
+    while text[position] != closing:
+        key: str | int = index
+        if closing == "}":
+            key, position = json.decoder.scanstring(text, position + 1)  # type: ignore[attr-defined]
+            position = _WS.match(text, position).end() + 1  # type: ignore[union-attr]  # ':'
+            position = _WS.match(text, position).end()  # type: ignore[union-attr]
+        found[key] = position
+        index += 1
+        _, position = _SKIPPER.raw_decode(text, position)
         position = _WS.match(text, position).end()  # type: ignore[union-attr]
-        if name == key:
-            found = position
-        position = _skip_value(text, position)
+        if text[position] == ",":
+            position = _WS.match(text, position + 1).end()  # type: ignore[union-attr]
     return found
-
-
-def _element(text: str, position: int, index: int) -> int | None:
-    position = _WS.match(text, position + 1).end()  # type: ignore[union-attr]
-    current = 0
-    while text[position] != "]":
-        if current == index:
-            return position
-        position = _skip_value(text, position)
-        current += 1
-    return None
-
-
-def _skip_value(text: str, position: int) -> int:
-    """Offset just past the value at `position` and any following `,` and whitespace."""
-    _, position = json.JSONDecoder().raw_decode(text, position)
-    position = _WS.match(text, position).end()  # type: ignore[union-attr]
-    if text[position] == ",":
-        position = _WS.match(text, position + 1).end()  # type: ignore[union-attr]
-    return position

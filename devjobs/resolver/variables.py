@@ -40,6 +40,7 @@ class Variables:
     env: Mapping[str, str] | None
     """The caller's environment (target local), or None: never read (target cluster)."""
     warnings: list[str] = field(default_factory=list)
+    _warned: set[str] = field(default_factory=set, repr=False)
 
     def substitute(self, text: str, place: Place) -> str:
         """`text` with every known variable replaced."""
@@ -74,11 +75,7 @@ class Variables:
             f"{place()}: {written} is not read for target cluster (the caller's environment "
             f"never reaches a cluster); replaced by {outcome}"
         )
-        if warning not in self.warnings:
+        if warning not in self._warned:
+            self._warned.add(warning)
             self.warnings.append(warning)
         return default
-
-
-def workspace_basename(folder: str) -> str:
-    """Basename as the reference computes it for `${...Basename}` (POSIX rules)."""
-    return posixpath.basename(folder)
