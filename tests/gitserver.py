@@ -1,12 +1,6 @@
 """Real git servers on loopback for tests: `git daemon` and smart HTTP with token auth.
 
-Use them from a test module by binding the fixtures in its namespace (or list
-`tests.gitserver` in `pytest_plugins` of tests/conftest.py)::
-
-    from tests import gitserver
-
-    git_repos = gitserver.git_repos
-    git_http = gitserver.git_http
+tests/conftest.py loads this module as a plugin, so any test can ask for the fixtures::
 
     def test_something(git_repos, git_http):
         repo = git_repos.create("app")                      # a work repo under the served root

@@ -14,12 +14,7 @@ import pytest
 from devjobs.errors import DevjobsError
 from devjobs.resolver.credentials import Token
 from devjobs.resolver.git import Checkout, FetchRequest, fetch_sources
-from tests import gitserver
 from tests.gitserver import GIT_HTTP_TOKEN, GitDaemon, GitHttpServer, RepoRoot, WorkRepo
-
-git_repos = gitserver.git_repos
-git_daemon = gitserver.git_daemon
-git_http = gitserver.git_http
 
 PATHS = (".devcontainer/", ".devcontainer.json")
 PLACE = "project.yaml: /spec/sources/0/repositoryUrl"
@@ -132,6 +127,21 @@ def test_branch_fetch_materialises_only_the_requested_paths(
     }
     assert os.access(checkout.path / ".devcontainer/setup.sh", os.X_OK)
     assert not os.access(checkout.path / ".devcontainer.json", os.X_OK)
+
+
+def test_no_patterns_materialise_the_whole_tree(
+    app: WorkRepo, git_http: GitHttpServer, cache: Path
+) -> None:
+    checkout = fetch_one(git_http.url("app"), cache, paths=())
+
+    assert set(files_in(checkout.path)) == {
+        ".devcontainer.json",
+        ".devcontainer/devcontainer.json",
+        ".devcontainer/setup.sh",
+        "README.md",
+        "src/main.py",
+    }
+    assert git_in(cache_repo(cache), "rev-list", "--count", checkout.commit) == "1"
 
 
 def test_glob_and_exact_patterns_select_paths_from_the_root_only(

@@ -51,7 +51,8 @@ class FetchRequest:
     """Pinned: exactly this commit (full sha, or an abbreviation that names a branch
     tip or a commit fetched before)."""
     paths: tuple[str, ...]
-    """Sparse patterns to materialise, e.g. `(".devcontainer/", ".devcontainer.json")`."""
+    """Sparse patterns to materialise, e.g. `(".devcontainer/", ".devcontainer.json")`;
+    `()` materialises the whole tree of the commit (a full checkout, still depth 1)."""
     place: str
     allow_file: bool = False
     branch_place: str | None = None
@@ -371,7 +372,7 @@ class _SourceFetch:
             raise self._fail(failure) from None
         built = self.cache.temp_dir(self.cache.trees)
         try:
-            sparse.write_tree(built, entries, blobs)
+            sparse.write_tree(built, entries, blobs, limited=bool(self.patterns))
         except BaseException as err:
             shutil.rmtree(built, ignore_errors=True)  # no partial checkout left behind
             if isinstance(err, DevjobsError):

@@ -2,7 +2,8 @@
 
 Patterns are anchored at the repository root: `dir/` selects the whole subtree of
 `dir`, anything else one exact path; `*`, `?` and `[...]` match within one path
-component (as in a shell, never across `/`). Files are written into a fresh directory
+component (as in a shell, never across `/`). No patterns at all select the whole tree
+(a full checkout, e.g. for `run --local`). Files are written into a fresh directory
 that nothing else touches: regular files with O_EXCL|O_NOFOLLOW, symbolic links last
 and only when their target stays inside the checkout, so nothing is ever written
 through a link and a reader following one never leaves the checkout. Submodules
@@ -81,7 +82,9 @@ def pathspecs(patterns: Sequence[str]) -> list[str]:
 
 
 def selected(path: str, patterns: Sequence[str]) -> bool:
-    """Whether a repository path is matched by any pattern."""
+    """Whether a repository path is matched by any pattern (or there are none)."""
+    if not patterns:
+        return True
     parts = path.split("/")
     for pattern in patterns:
         is_dir = pattern.endswith("/")
@@ -125,11 +128,18 @@ def symlink_stays_inside(path: str, target: str) -> bool:
     return resolved != ".." and not resolved.startswith("../") and not resolved.startswith("/")
 
 
-def write_tree(root: Path, entries: Sequence[Entry], blobs: Mapping[str, bytes]) -> None:
-    """Write the entries' blobs below `root` (a fresh, empty directory)."""
-    if len(entries) > MAX_FILES:
+def write_tree(
+    root: Path, entries: Sequence[Entry], blobs: Mapping[str, bytes], *, limited: bool = True
+) -> None:
+    """Write the entries' blobs below `root` (a fresh, empty directory).
+
+    `limited` applies MAX_FILES and MAX_BYTES: a plan reads a few small files, and a
+    hostile repository must not fill the disk through it. A full checkout is unlimited.
+    """
+    if limited and len(entries) > MAX_FILES:
         raise DevjobsError("", f"the selected paths hold more than {MAX_FILES} files")
-    if sum(len(blobs[e.oid]) for e in entries if e.mode != MODE_GITLINK) > MAX_BYTES:
+    size = sum(len(blobs[e.oid]) for e in entries if e.mode != MODE_GITLINK)
+    if limited and size > MAX_BYTES:
         raise DevjobsError("", f"the selected paths hold more than {MAX_BYTES >> 20} MiB")
     links = []
     for entry in entries:
