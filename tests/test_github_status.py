@@ -14,6 +14,7 @@ from devjobs.runner.github import (
     GitHubStatuses,
     description_for,
     github_repo,
+    post_job_status,
     state_for,
     status_context,
 )
@@ -335,3 +336,37 @@ def test_descriptions_are_short_and_say_what_happened() -> None:
     assert description_for(_state(Phase.RUNNING, message="running")) == "Running: running"
     long = _state(Phase.FAILED, message="x" * 1000)
     assert len(description_for(long)) == 140
+
+
+def test_job_status_is_posted_for_a_github_source_with_a_commit(gh: FakeGitHub) -> None:
+    statuses = client(gh)
+    failed = _state(
+        Phase.FAILED,
+        reason="BackoffLimitExceeded",
+        exit_code=1,
+        message="container job exited with code 1",
+    )
+    assert post_job_status(statuses, "git@github.com:org/app.git", failed) is True
+    [status] = gh.statuses
+    assert (status["repo"], status["sha"], status["context"], status["state"]) == (
+        "org/app",
+        SHA,
+        "devjobs/web/test",
+        "failure",
+    )
+    assert status["description"] == "BackoffLimitExceeded: container job exited with code 1"
+    assert post_job_status(statuses, "git@github.com:org/app.git", failed) is False  # cached
+
+
+def test_job_status_is_skipped_without_token_github_repository_or_commit(gh: FakeGitHub) -> None:
+    ok = _state(Phase.SUCCEEDED)
+    assert post_job_status(None, "https://github.com/org/app", ok) is False
+    assert post_job_status(client(gh), "https://gitlab.com/org/app", ok) is False
+    assert post_job_status(client(gh), None, ok) is False
+    assert (
+        post_job_status(
+            client(gh), "https://github.com/org/app", _state(Phase.SUCCEEDED, commit=None)
+        )
+        is False
+    )
+    assert gh.requests == []

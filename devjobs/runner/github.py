@@ -8,6 +8,8 @@ Public API:
     status_context(source, job) -> "devjobs/<source>/<job>"
     state_for(phase) -> "pending" | "success" | "failure" | "error"
     description_for(state) -> str                      <= 140 characters
+    post_job_status(statuses, repository_url, state) -> bool
+                                 the whole step for one job; False when not applicable
 
 Implements the documented endpoint `POST /repos/{owner}/{repo}/statuses/{sha}` (201 on
 success) with the stdlib only: one small request does not justify a dependency. Retries
@@ -312,3 +314,23 @@ def _duration(seconds: int) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def post_job_status(
+    statuses: GitHubStatuses | None, repository_url: str | None, state: JobState
+) -> bool:
+    """Post `state` as the commit status of its job when that is possible: a client (a
+    token) exists, the source is a GitHub repository and the Job recorded its commit.
+    Returns whether a request was made (False also for a repeat the cache dropped)."""
+    if statuses is None or not repository_url or not state.commit:
+        return False
+    repo = github_repo(repository_url)
+    if repo is None:
+        return False
+    return statuses.set_status(
+        repo,
+        state.commit,
+        context=status_context(state.source, state.job),
+        state=state_for(state.phase),
+        description=description_for(state),
+    )
