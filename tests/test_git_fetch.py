@@ -595,3 +595,23 @@ def test_tree_with_a_dot_git_entry_is_refused(
         "the repository holds an unsafe path '.devcontainer/.git/config'"
     )
     assert not list((cache / "git").glob("*/trees/*"))
+
+
+@pytest.mark.parametrize("form", ["ssh://git@localhost{path}", "git@localhost:{path}"])
+def test_ssh_urls_reach_git_s_ssh_transport(
+    app: WorkRepo, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """ssh is stood in for by a program that runs the remote command locally: what is
+    tested is devjobs' URL handling and git's ssh transport, not an sshd."""
+    fake_ssh = tmp_path / "fake-ssh"
+    calls = tmp_path / "ssh-calls"
+    fake_ssh.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nshift\nexec sh -c "$*"\n')
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(fake_ssh))
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text("[ssh]\n\tvariant = simple\n")
+
+    checkout = fetch_one(form.format(path=app.path), cache)
+
+    assert checkout.commit == app.rev_parse("main")
+    assert (checkout.path / ".devcontainer.json").read_text() == "{}"
+    assert f"localhost git-upload-pack '{app.path}'" in calls.read_text()
