@@ -615,3 +615,31 @@ def test_ssh_urls_reach_git_s_ssh_transport(
     assert checkout.commit == app.rev_parse("main")
     assert (checkout.path / ".devcontainer.json").read_text() == "{}"
     assert f"localhost git-upload-pack '{app.path}'" in calls.read_text()
+
+
+@pytest.mark.parametrize(
+    ("branch", "commit", "message"),
+    [
+        ("-upload-pack=x", None, "'-upload-pack=x' is not a valid branch name"),
+        ("a..b", None, "'a..b' is not a valid branch name"),
+        ("main\n", None, "is not a valid branch name"),
+        ("", None, "'' is not a valid branch name"),
+        (None, "--all", "commit '--all' is not a hexadecimal sha"),
+        (None, "HEAD~1", "commit 'HEAD~1' is not a hexadecimal sha"),
+        (None, "abc", "commit 'abc' is not a hexadecimal sha"),
+    ],
+)
+def test_bad_branch_or_commit_fails_before_anything_is_done(
+    cache: Path, branch: str | None, commit: str | None, message: str
+) -> None:
+    request = FetchRequest(
+        "app", "git://127.0.0.1:9/app", branch, commit, PATHS, PLACE,
+        branch_place="/spec/sources/0/branch", commit_place="/spec/environment/commitSha",
+    )  # fmt: skip
+    with pytest.raises(DevjobsError) as caught:
+        fetch_sources([request], cache_dir=cache)
+    assert caught.value.place == (
+        "/spec/sources/0/branch" if commit is None else "/spec/environment/commitSha"
+    )
+    assert message in caught.value.message
+    assert not cache.exists()

@@ -192,10 +192,11 @@ class _SourceFetch:
         self.cache = RemoteCache(cache_dir, cache_key(request.url))
         self.git = _Git(self.cache.repo, request.url, token, request.allow_file, timeout)
         self.token = self.git.token
+        self.branch = _checked_branch(request.branch, request.branch_place or request.place)
+        self.commit = _checked_commit(request.commit, request.commit_place or request.place)
 
     def run(self) -> Checkout:
-        request = self.request
-        commit = request.commit.strip().lower() if request.commit is not None else None
+        commit = self.commit
         if commit is not None and _FULL_SHA.match(commit):
             done = self._cached(commit)
             if done is not None:
@@ -284,16 +285,13 @@ class _SourceFetch:
         return refs
 
     def _branch_tip(self) -> str:
-        branch = self.request.branch
+        branch = self.branch
         place = self.request.branch_place or self.request.place
         if branch is None:
             refs = self._ls_remote("HEAD")
             if "HEAD" not in refs:
                 raise DevjobsError(place, f"{self.shown}: the remote has no default branch")
             return refs["HEAD"]
-        branch = branch.removeprefix("refs/heads/")
-        if not _valid_branch(branch):
-            raise DevjobsError(place, f"{branch!r} is not a valid branch name")
         ref = f"refs/heads/{branch}"
         sha = self._ls_remote(ref).get(ref)
         if sha is None:
@@ -303,8 +301,6 @@ class _SourceFetch:
     def _expand(self, abbrev: str) -> str:
         """An abbreviated sha: a commit fetched before, else a ref tip on the remote."""
         place = self.request.commit_place or self.request.place
-        if not _ABBREV_SHA.match(abbrev):
-            raise DevjobsError(place, f"commit {abbrev!r} is not a hexadecimal sha")
         try:
             return (
                 self.git.local("rev-parse", "-q", "--verify", f"{abbrev}^{{commit}}")
@@ -382,6 +378,24 @@ class _SourceFetch:
         self.cache.publish(
             built, self.cache.checkout_dir(commit, sparse.patterns_key(self.patterns))
         )
+
+
+def _checked_branch(branch: str | None, place: str) -> str | None:
+    if branch is None:
+        return None
+    name = branch.removeprefix("refs/heads/")
+    if not _valid_branch(name):
+        raise DevjobsError(place, f"{branch!r} is not a valid branch name")
+    return name
+
+
+def _checked_commit(commit: str | None, place: str) -> str | None:
+    if commit is None:
+        return None
+    sha = commit.strip().lower()
+    if not _ABBREV_SHA.match(sha) and not _FULL_SHA.match(sha):
+        raise DevjobsError(place, f"commit {commit!r} is not a hexadecimal sha")
+    return sha
 
 
 def _valid_branch(name: str) -> bool:
