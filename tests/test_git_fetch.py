@@ -213,6 +213,24 @@ def test_unchanged_remote_costs_one_request(
     ]
 
 
+def test_sources_sharing_a_remote_ask_for_its_branch_once(
+    app: WorkRepo, git_http: GitHttpServer, cache: Path
+) -> None:
+    url = git_http.url("app")
+    requests = [
+        FetchRequest("web", url, "main", None, (".devcontainer/",), "/spec/sources/0"),
+        FetchRequest("api", url, "main", None, (".devcontainer.json",), "/spec/sources/1"),
+    ]
+    first = fetch_sources(requests, cache_dir=cache, token=GIT_HTTP_TOKEN)
+    git_http.requests.clear()
+
+    again = fetch_sources(requests, cache_dir=cache, token=GIT_HTTP_TOKEN)
+
+    assert again == first
+    assert first["web"].path != first["api"].path
+    assert len(git_http.requests) == 1
+
+
 def test_pinned_commit_in_the_cache_costs_no_request(
     app: WorkRepo, git_http: GitHttpServer, cache: Path
 ) -> None:

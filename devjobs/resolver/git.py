@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,13 +180,46 @@ class _Git:
         return self._run(args, config, stdin)
 
 
+class _Tips:
+    """Branch tips asked of each remote once per plan, however many sources share it
+    (a monorepo listed as several sources still costs one request)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asked: dict[tuple[str, str | None], Future[str]] = {}
+
+    def get(self, url: str, branch: str | None, ask: Callable[[], str]) -> str:
+        with self._lock:
+            asked = self._asked.get((url, branch))
+            if asked is None:
+                asked = self._asked[(url, branch)] = Future()
+                mine = True
+            else:
+                mine = False
+        if mine:
+            try:
+                asked.set_result(ask())
+            except BaseException as err:
+                asked.set_exception(err)
+                raise
+        elif asked.exception() is not None:
+            return ask()  # fail with this source's own place
+        return asked.result()
+
+
 class _SourceFetch:
     """Fetching one request: the steps in order, each failure mapped to the right place."""
 
     def __init__(
-        self, request: FetchRequest, cache_dir: Path, timeout: float, token: Token | None
+        self,
+        request: FetchRequest,
+        cache_dir: Path,
+        timeout: float,
+        token: Token | None,
+        tips: _Tips,
     ) -> None:
         self.request = request
+        self.tips = tips
         self.shown = redact(request.url)
         check_url(request.url, place=request.place, allow_file=request.allow_file)
         self.patterns = sparse.check_patterns(request.paths, request.place)
@@ -203,7 +237,7 @@ class _SourceFetch:
                 return done  # pinned and cached: no network at all
         self._ensure_repo()
         if commit is None:
-            commit = self._branch_tip()
+            commit = self.tips.get(self.request.url, self.branch, self._branch_tip)
         elif not _FULL_SHA.match(commit):
             commit = self._expand(commit)
         done = self._cached(commit)
@@ -452,7 +486,8 @@ def fetch_sources(
         if request.source in names:
             raise DevjobsError(request.place, f"source {request.source!r} is requested twice")
         names.add(request.source)
-    fetches = [_SourceFetch(request, root, timeout, found) for request in requests]
+    tips = _Tips()
+    fetches = [_SourceFetch(request, root, timeout, found, tips) for request in requests]
     if not fetches:
         return {}
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fetches))) as pool:
