@@ -189,9 +189,9 @@ def cleanup_stale() -> list[str]:
 def _free_subnet() -> int:
     """N such that 10.213.N.0/30 overlaps nothing configured on the host."""
     used = run(["ip", "-4", "-o", "addr"]) + run(["ip", "-4", "route"])
-    for n in range(256):
-        if f"10.213.{n}." not in used:
-            return n
+    free = [n for n in range(256) if f"10.213.{n}." not in used]
+    if free:  # random: two runs starting at once should not pick the same one
+        return secrets.choice(free)
     raise RuntimeError("no free 10.213.N.0/30 subnet for the test node")
 
 
@@ -437,6 +437,9 @@ disabled_plugins = [
   sandbox_image = "{images.PAUSE_IMAGE}"
   enable_selinux = false
   disable_apparmor = true
+  # Sandboxes without CAP_SYS_RESOURCE (this machine's kind) cannot lower oom_score_adj
+  # to kubelet's -998; clamp it to containerd's own instead.
+  restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -445,6 +448,7 @@ disabled_plugins = [
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        BinaryName = "{os.environ.get("DEVJOBS_RUNC", "runc")}"
         Root = "{st}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN}"
