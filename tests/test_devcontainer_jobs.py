@@ -363,3 +363,38 @@ def test_invalid_compose_yaml_is_an_error_at_its_position(tmp_path: Path) -> Non
 def test_features_produce_a_warning(tmp_path: Path) -> None:
     result = read(checkout(tmp_path, {"features": {"ghcr.io/devcontainers/features/node:1": {}}}))
     assert any("cannot install features" in warning for warning in result.warnings)
+
+
+def test_a_devcontainer_folder_symlinked_out_of_the_checkout_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "devcontainer.json").write_text('{"postCreateCommand": "x"}')
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / ".devcontainer").symlink_to(elsewhere)
+    assert error(root).startswith(f"{CONFIG}: resolves outside the checkout")
+
+
+BILLION_LAUGHS = (
+    'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("compose", "expected"),
+    [
+        ("services: " + "[" * 100_000 + "]" * 100_000, "invalid YAML: exceeded maximum nesting"),
+        (BILLION_LAUGHS + "services: {app: {image: *i}}\n", "services.app.image must be a string"),
+        ("services: !!python/object:os.system {app: 1}", "invalid YAML: could not determine"),
+    ],
+)
+def test_hostile_compose_files_give_clean_errors(
+    tmp_path: Path, compose: str, expected: str
+) -> None:
+    root = checkout(
+        tmp_path, {"dockerComposeFile": "c.yml", "service": "app"}, **{"c.yml": compose}
+    )
+    assert expected in error(root)
