@@ -15,7 +15,12 @@ from devjobs.errors import DevjobsError
 from devjobs.resolver.devcontainer import Devcontainer, read_devcontainer
 from tests.test_conformance import CORPUS
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,  # nothing written into the working tree
+)
 
 CORPUS_TEXTS = sorted(
     path.read_text(errors="replace")
