@@ -314,7 +314,7 @@ def reconcile(observed: Observed, settings: Settings | None = None) -> list[Acti
 
     # Cancel what no longer belongs: another commit's, or a superseded spec's, unfinished Jobs.
     for job in live:
-        if job.finished or job.name in desired:
+        if job.terminal or job.name in desired:
             continue
         if job.trigger == Trigger.MANUAL.value and at_current(job):
             continue

@@ -85,10 +85,9 @@ class JobObs:
     created: str
     deleting: bool
     state: JobState
-
-    @property
-    def finished(self) -> bool:
-        return self.state.phase.finished
+    terminal: bool = False
+    """The Job itself has ended (Complete or Failed): nothing left to cancel. A Job whose
+    pod cannot pull its image is reported Failed but still holds a pod until cancelled."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +212,10 @@ def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs
         created=str(meta.get("creationTimestamp") or ""),
         deleting=bool(meta.get("deletionTimestamp")),
         state=job_state(job, pods),
+        terminal=any(
+            _map(c).get("type") in ("Complete", "Failed") and _map(c).get("status") == "True"
+            for c in _list(_map(job.get("status")).get("conditions"))
+        ),
     )
 
 
