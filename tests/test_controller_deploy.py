@@ -1,0 +1,108 @@
+"""deploy/: `kubectl apply -k deploy/` installs, and the controller's identity may do its
+job and nothing more (asked of the real API server's RBAC authorizer)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster import binaries
+
+REPO = Path(__file__).resolve().parents[1]
+SA = "system:serviceaccount:devjobs-system:devjobs-controller"
+
+
+def kubectl(kube_api: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    exe = str(binaries.find().get("kubectl") or shutil.which("kubectl") or "kubectl")
+    return subprocess.run(
+        [exe, "--kubeconfig", str(kube_api.kubeconfig), *args],
+        capture_output=True, text=True, check=check,
+    )  # fmt: skip
+
+
+def test_deploy_ships_the_generated_jobs_aware_project_crd() -> None:
+    shipped = (REPO / "deploy/crds/projects.catalyst.catalyst.dev.yaml").read_text()
+    assert shipped == (REPO / "schemas/crds/projects.catalyst.catalyst.dev.yaml").read_text()
+
+
+def test_every_container_states_requests_and_limits_and_runs_as_non_root() -> None:
+    deployment = yaml.safe_load((REPO / "deploy/deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for container in pod["containers"]:
+        assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+ALLOWED = [
+    ("list", "environments.catalyst.catalyst.dev", "team-a"),
+    ("watch", "environments.catalyst.catalyst.dev", ""),
+    ("patch", "environments.catalyst.catalyst.dev", "team-a"),
+    ("patch", "environments.catalyst.catalyst.dev/status", "team-a"),
+    ("watch", "projects.catalyst.catalyst.dev", ""),
+    ("create", "jobs.batch", "team-a"),
+    ("patch", "jobs.batch", "team-a"),
+    ("delete", "jobs.batch", "team-a"),
+    ("watch", "pods", ""),
+    ("patch", "deployments.apps", "team-a"),
+    ("create", "events", "team-a"),
+    ("create", "leases.coordination.k8s.io", "devjobs-system"),
+]
+DENIED = [
+    ("get", "secrets", "team-a"),
+    ("list", "secrets", ""),
+    ("create", "pods", "team-a"),
+    ("create", "deployments.apps", "team-a"),
+    ("delete", "deployments.apps", "team-a"),
+    ("delete", "environments.catalyst.catalyst.dev", "team-a"),
+    ("create", "environments.catalyst.catalyst.dev", "team-a"),
+    ("update", "projects.catalyst.catalyst.dev", "team-a"),
+    ("get", "configmaps", "team-a"),
+    ("create", "leases.coordination.k8s.io", "team-a"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def installed(kube_api: Any, catalyst_crds: list[str], project_crds: list[str]) -> Any:
+    done = kubectl(kube_api, "apply", "-k", str(REPO / "deploy"), check=False)
+    assert done.returncode == 0, done.stderr
+    yield kube_api
+    # No node may try to run the placeholder image in later tests of the session.
+    kubectl(kube_api, "-n", "devjobs-system", "delete", "deployment", "devjobs-controller",
+            "--ignore-not-found")  # fmt: skip
+
+
+def can_i(kube_api: Any, verb: str, resource: str, namespace: str) -> bool:
+    scope = ["-n", namespace] if namespace else ["--all-namespaces"]
+    done = kubectl(kube_api, "auth", "can-i", verb, resource, "--as", SA, *scope, check=False)
+    return done.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize(("verb", "resource", "namespace"), ALLOWED)
+def test_the_controller_identity_may_do_its_job(
+    installed: Any, verb: str, resource: str, namespace: str
+) -> None:
+    assert can_i(installed, verb, resource, namespace)
+
+
+@pytest.mark.parametrize(("verb", "resource", "namespace"), DENIED)
+def test_the_controller_identity_is_denied_what_it_does_not_need(
+    installed: Any, verb: str, resource: str, namespace: str
+) -> None:
+    assert not can_i(installed, verb, resource, namespace)
+
+
+def test_the_lease_it_may_update_is_only_its_own(installed: Any) -> None:
+    ns = ["-n", "devjobs-system"]
+    own = kubectl(installed, "auth", "can-i", "update", "leases/devjobs-controller", "--as", SA,
+                  *ns, check=False)  # fmt: skip
+    other = kubectl(installed, "auth", "can-i", "update", "leases/someone-else", "--as", SA,
+                    *ns, check=False)  # fmt: skip
+    assert (own.stdout.strip(), other.stdout.strip()) == ("yes", "no")
