@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
 import tempfile
@@ -81,11 +82,16 @@ def write_kubeconfig(
     return path
 
 
-def _tmpfs_dir(prefix: str) -> Path:
-    """etcd data goes on tmpfs: fsync-free and gone after the run."""
+def _etcd_data_dir() -> Path:
+    """etcd data goes on tmpfs (fsync-free, gone after the run), named after our pid so
+    that a later run removes what a killed one left."""
     shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and _is_tmpfs(shm) else None
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    base = shm if shm.is_dir() and _is_tmpfs(shm) else Path(tempfile.gettempdir())
+    for stale in base.glob("devjobs-etcd-*-*"):
+        pid = stale.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"devjobs-etcd-{os.getpid()}-", dir=base))
 
 
 def _is_tmpfs(p: Path) -> bool:
@@ -118,7 +124,7 @@ class ControlPlane:
         logs = d / "logs"
         names = ["127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default"]
         pki = pkimod.generate(d / "pki", [*names, "kubernetes.default.svc"])
-        self.data_dir = _tmpfs_dir("devjobs-etcd-")
+        self.data_dir = _etcd_data_dir()
         etcd_port, peer_port, api_port, kcm_port, sched_port = (free_port() for _ in range(5))
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         base_url = f"https://127.0.0.1:{api_port}"
@@ -174,7 +180,7 @@ class ControlPlane:
                     f"--authorization-kubeconfig={admin_kc}",
                     "--bind-address=127.0.0.1", f"--secure-port={kcm_port}",
                     f"--service-account-private-key-file={pki.sa_key}",
-                    f"--root-ca-file={pki.ca.cert}", "--use-service-account-credentials=true",
+                    f"--root-ca-file={pki.ca.cert}", "--use-service-account-credentials=false",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--allocate-node-cidrs=false", "--leader-elect=false",
                     "--profiling=false", "--v=1",
@@ -213,6 +219,10 @@ class ControlPlane:
             ),
             "kube-scheduler /healthz": lambda: _https_ok(
                 f"https://127.0.0.1:{sched_port}/healthz", insecure
+            ),
+            # The controllers run (pods can be admitted) once this ServiceAccount exists.
+            "the default ServiceAccount": lambda: _https_ok(
+                f"{base_url}/api/v1/namespaces/default/serviceaccounts/default", admin
             ),
         }
         with ThreadPoolExecutor(len(checks)) as pool:

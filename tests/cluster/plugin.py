@@ -50,6 +50,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,17 @@ class _Session:
 _session = _Session()
 
 
+def _teardown_on_sigterm() -> None:
+    """A SIGTERM (CI timeout, `kill`) should still run fixture teardown: pytest runs
+    finalizers on KeyboardInterrupt, not when the default SIGTERM action kills it."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def tier2_enabled() -> bool:
     return os.environ.get("DEVJOBS_TIER2", "1").strip() != "0"
 
@@ -107,6 +119,7 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi]:
         yield _session.api
         return
     bins = binaries.find()
+    _teardown_on_sigterm()
     cp = ControlPlane(bins, tmp_path_factory.mktemp("cluster"))
     _session.control_plane = cp
     try:
