@@ -290,3 +290,42 @@ def test_merge_does_not_mutate_its_inputs() -> None:
     want = [desired()]
     merge_conditions(existing, want, now=NOW)
     assert existing == [READY] and want == [desired()]
+
+
+CONDITION = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            ["Ready", "Building", "Job.web.test", "Job.web.lint", "JobsSucceeded"]
+        ),
+        "status": st.sampled_from(["True", "False", "Unknown"]),
+        "reason": st.sampled_from(["Running", "Succeeded", "Failed"]),
+        "message": st.text(max_size=5),
+        "observedGeneration": st.integers(0, 3),
+        "lastTransitionTime": st.sampled_from(["2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"]),
+    }
+)
+
+
+def _unique(conds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list({c["type"]: c for c in conds}.values())
+
+
+@given(
+    existing=st.lists(CONDITION, max_size=5).map(_unique),
+    wanted=st.lists(CONDITION, max_size=4).map(_unique),
+)
+def test_merge_keeps_other_types_applies_desired_and_is_idempotent(
+    existing: list[dict[str, Any]], wanted: list[dict[str, Any]]
+) -> None:
+    merged = merge_conditions(existing, wanted, now=NOW)
+    result = existing if merged is None else merged
+    by_type = {c["type"]: c for c in result}
+    mine = {c["type"] for c in wanted}
+    assert [c for c in result if c["type"] not in mine] == [
+        c for c in existing if c["type"] not in mine
+    ]
+    for want in wanted:
+        got = by_type[want["type"]]
+        assert all(got[k] == want[k] for k in ("status", "reason", "message", "observedGeneration"))
+    assert len(result) == len(by_type)  # no duplicate types
+    assert merge_conditions(result, wanted, now=NOW) is None  # a second pass changes nothing

@@ -4,6 +4,7 @@ changed, conflicts are retried, RBAC denial is a clear error."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -266,6 +267,26 @@ def test_longest_valid_names_give_a_type_the_server_accepts(envs: Envs) -> None:
     desired = [job_condition(_state(Phase.RUNNING, job=job, source=source), generation=1)]
     write_conditions(envs.client, envs.namespace, "pr-1", desired)
     assert condition_type(source, job) in envs.conditions()
+
+
+def test_every_type_condition_type_accepts_is_accepted_by_the_server(envs: Envs) -> None:
+    """Python's regex and the API server's (Go) agree: 300 random name pairs over an
+    alphabet of edge characters; every pair condition_type accepts is written at once."""
+    import random
+
+    rng = random.Random(4)
+    alphabet = "abZ09" * 8 + "-_.:/= \n\tü"
+    accepted: dict[str, JobState] = {}
+    for _ in range(300):
+        source = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
+        job = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
+        with contextlib.suppress(DevjobsError):
+            accepted[condition_type(source, job)] = _state(Phase.RUNNING, job=job, source=source)
+    assert 20 < len(accepted) < 300  # both outcomes exercised
+    envs.create()
+    desired = [job_condition(s, generation=1) for s in accepted.values()]
+    assert write_conditions(envs.client, envs.namespace, "pr-1", desired) is True
+    assert set(envs.conditions()) == set(accepted)
 
 
 def test_the_server_rejects_a_type_with_a_colon_which_condition_type_refuses_first(
