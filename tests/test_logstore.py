@@ -238,6 +238,24 @@ def test_tail_is_readable_after_the_job_and_its_pods_are_deleted(
     assert read_log_tail(kube_client, namespace, "pr-1", "web/test") == {"job": "PASS\n"}
 
 
+def test_containers_that_never_started_have_no_tail(
+    kube_client: Any, namespace: str, environment: dict[str, Any]
+) -> None:
+    """Tier 1 has no node: the pod stays unscheduled (its log would read as empty)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_client)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "never"},
+        "spec": {"containers": [{"name": "job", "image": "devjobs.test/busybox:1"}]},
+    }
+    core.create_namespaced_pod(namespace, client.V1Pod.model_validate(pod))
+    live = kube_client.sanitize_for_serialization(core.read_namespaced_pod("never", namespace))
+    assert fetch_log_tails(kube_client, namespace, live) == {}
+
+
 @pytest.mark.tier2
 def test_tails_fetched_from_a_finished_pod_survive_its_deletion(
     kube_client: Any, kube_node: Any, namespace: str, environment: dict[str, Any]

@@ -208,21 +208,29 @@ def fetch_log_tails(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str, str]:
-    """The tail of each (init) container's log of a pod (API JSON), read from the kubelet
-    before the pod goes away. A container that never started has no entry."""
+    """The tail of each (init) container's log of a pod (API JSON, with its status), read
+    from the kubelet before the pod goes away. Containers that never started (per the
+    pod's status) have no entry: the API server would answer an empty log, not an error."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api_client)
     name = pod["metadata"]["name"]
     spec = pod.get("spec") or {}
-    names = [c["name"] for field in ("initContainers", "containers") for c in spec.get(field) or []]
+    started = _started_containers(pod)
+    names = [
+        c["name"]
+        for field in ("initContainers", "containers")
+        for c in spec.get(field) or []
+        if c.get("name") in started
+    ]
     lines = max(100, max_bytes // 40)  # server-side cut first; bytes are bounded below
     logs: dict[str, str] = {}
     for container in names:
         try:
-            text = core.read_namespaced_pod_log(
-                name, namespace, container=container, tail_lines=lines
+            # Raw bytes: a log is not necessarily UTF-8, and one bad byte must not lose it.
+            response: Any = core.read_namespaced_pod_log(
+                name, namespace, container=container, tail_lines=lines, _preload_content=False
             )
         except ApiException as err:
             if err.status in (400, 404):  # not started (yet), or pod gone
@@ -230,8 +238,21 @@ def fetch_log_tails(
             raise _error(
                 f"pods/{namespace}/{name}", f"read logs of container {container} of", err
             ) from None
-        logs[container] = tail_text(text or "", max_bytes)
+        raw = getattr(response, "data", response)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+        logs[container] = tail_text(text, max_bytes)
     return logs
+
+
+def _started_containers(pod: Mapping[str, Any]) -> set[str]:
+    status = pod.get("status") or {}
+    return {
+        str(cs.get("name"))
+        for field in ("initContainerStatuses", "containerStatuses")
+        for cs in status.get(field) or []
+        if {"running", "terminated"} & set(cs.get("state") or {})
+        or "terminated" in (cs.get("lastState") or {})
+    }
 
 
 def _same(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
