@@ -247,3 +247,81 @@ def test_malformed_input_never_raises() -> None:
     state = job_state({"metadata": None, "status": {"conditions": "x"}}, [{"status": None}])
     assert state.phase is Phase.PENDING
     assert state.job_name is None and state.commit is None
+
+
+# --- against the API server: real Job and pod JSON --------------------------------------
+
+
+def _real_job(kube_client: Any, namespace: str) -> dict[str, Any]:
+    from kubernetes import client
+
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "web-test",
+            "labels": {"devjobs.dev/source": "web", "devjobs.dev/job": "test"},
+            "annotations": {"devjobs.dev/commit": "0123456789abcdef"},
+            "finalizers": ["devjobs.test/hold"],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "nodeSelector": {"devjobs.test/no-such-node": "x"},
+                    "containers": [
+                        {"name": "job", "image": "devjobs.test/busybox:1", "command": ["true"]}
+                    ],
+                }
+            },
+        },
+    }
+    batch = client.BatchV1Api(kube_client)
+    batch.create_namespaced_job(namespace, client.V1Job.model_validate(job))
+    return job
+
+
+def _read(kube_client: Any, namespace: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from kubernetes import client
+
+    job = client.BatchV1Api(kube_client).read_namespaced_job("web-test", namespace)
+    pods = client.CoreV1Api(kube_client).list_namespaced_pod(
+        namespace, label_selector="batch.kubernetes.io/job-name=web-test"
+    )
+    ser = kube_client.sanitize_for_serialization
+    return ser(job), [ser(p) for p in pods.items]
+
+
+def test_real_unschedulable_job_is_pending_then_cancelled_when_deleted(
+    kube_client: Any, namespace: str
+) -> None:
+    """The Job controller makes a pod the scheduler cannot place (no node matches)."""
+    import time
+
+    from kubernetes import client
+
+    _real_job(kube_client, namespace)
+    deadline = time.monotonic() + 30
+    while True:
+        job, pods = _read(kube_client, namespace)
+        state = job_state(job, pods)
+        if state.message.startswith("Unschedulable") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert (state.phase, state.reason, state.key) == (Phase.PENDING, "Pending", "web/test")
+    assert state.message.startswith("Unschedulable: ") and "node" in state.message
+    assert state.commit == "0123456789abcdef" and state.job_name == "web-test"
+
+    batch = client.BatchV1Api(kube_client)
+    batch.delete_namespaced_job("web-test", namespace, propagation_policy="Background")
+    job, pods = _read(kube_client, namespace)  # held by the test's finalizer
+    state = job_state(job, pods)
+    assert (state.phase, state.reason) == (Phase.CANCELLED, "Cancelled")
+    assert state.finished is not None
+    batch.patch_namespaced_job(
+        "web-test",
+        namespace,
+        [{"op": "remove", "path": "/metadata/finalizers"}],
+        _content_type="application/json-patch+json",
+    )
