@@ -370,3 +370,70 @@ def test_job_status_is_skipped_without_token_github_repository_or_commit(gh: Fak
         is False
     )
     assert gh.requests == []
+
+
+def test_the_fake_refuses_what_github_documents_as_invalid() -> None:
+    """The fake's checks are real: each broken request is answered and recorded."""
+    import urllib.error
+    import urllib.request
+
+    good_headers = {
+        "Authorization": f"Bearer {TOKEN}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+    }
+    cases = [
+        (
+            "POST",
+            f"/repos/o/r/statuses/{SHA}",
+            {**good_headers, "Accept": "application/json"},
+            {"state": "success"},
+            400,
+        ),
+        (
+            "POST",
+            f"/repos/o/r/statuses/{SHA}",
+            {**good_headers, "Authorization": "Bearer x"},
+            {"state": "success"},
+            401,
+        ),
+        (
+            "POST",
+            f"/repos/o/r/statuses/{SHA}",
+            {**good_headers, "X-GitHub-Api-Version": "1999-01-01"},
+            {"state": "success"},
+            400,
+        ),
+        ("POST", f"/repos/o/r/statuses/{SHA}", good_headers, {"state": "done"}, 422),
+        (
+            "POST",
+            f"/repos/o/r/statuses/{SHA}",
+            good_headers,
+            {"state": "success", "description": "x" * 141},
+            422,
+        ),
+        ("POST", f"/repos/o/r/statuses/{SHA}", good_headers, {"state": "success", "extra": 1}, 422),
+        ("POST", "/repos/o/r/statuses/main", good_headers, {"state": "success"}, 422),
+        ("PUT", f"/repos/o/r/statuses/{SHA}", good_headers, {"state": "success"}, 404),
+        ("POST", f"/repos/o/r/commits/{SHA}", good_headers, {"state": "success"}, 404),
+    ]
+    with fake_github(TOKEN) as fake:
+        for method, path, headers, body, expected in cases:
+            request = urllib.request.Request(
+                fake.url + path, data=json.dumps(body).encode(), method=method, headers=headers
+            )
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(request, timeout=5)
+            assert err.value.code == expected, (method, path, body)
+        assert len(fake.violations) == len(cases)
+        assert fake.statuses == []
+        request = urllib.request.Request(
+            fake.url + f"/repos/o/r/statuses/{SHA}",
+            data=json.dumps({"state": "success", "context": "c"}).encode(),
+            method="POST",
+            headers=good_headers,
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 201
+            assert response.headers["x-ratelimit-remaining"] == "5000"
+            assert json.load(response)["state"] == "success"
