@@ -69,7 +69,7 @@ def _context(work: Path) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(context / "wheelhouse"),
-         str(context)],
+         str(context), "setuptools>=68"],
         check=True, capture_output=True,
     )  # fmt: skip
     return context
