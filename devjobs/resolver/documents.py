@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from devjobs.errors import DevjobsError
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_RESOURCE_BYTES = 4 * 1024 * 1024
 """Resource files are small; anything bigger is a mistake or an attack."""
@@ -70,18 +71,17 @@ def pointer_to_path(pointer: str) -> str:
     return path
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader: no arbitrary objects. Positions are collected from the node tree."""
-
-
 def _construct(
-    loader: _Loader,
+    loader: yaml.SafeLoader,
     node: yaml.Node,
     pointer: str,
     positions: dict[str, tuple[int, int]],
     key_positions: dict[str, tuple[int, int]],
 ) -> Any:
-    """Build plain Python values from the node tree, recording each value's position."""
+    """Build plain Python values from the node tree, recording each value's position.
+    SafeLoader constructs the scalars: no arbitrary objects."""
+    import yaml
+
     positions[pointer] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<) as SafeLoader does
@@ -112,6 +112,8 @@ class _PositionedError(Exception):
 
 def load_documents(path: Path, *, display: str | None = None) -> list[Document]:
     """All non-empty documents of a YAML or JSON file, with value positions."""
+    import yaml  # only commands given a resource file pay for it
+
     name = display or str(path)
     try:
         if path.stat().st_size > MAX_RESOURCE_BYTES:
@@ -129,12 +131,12 @@ def load_documents(path: Path, *, display: str | None = None) -> list[Document]:
         raise DevjobsError(name, error.strerror or str(error)) from None
     documents: list[Document] = []
     try:
-        for index, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
+        for index, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader)):
             if node is None:
                 continue
             positions: dict[str, tuple[int, int]] = {}
             key_positions: dict[str, tuple[int, int]] = {}
-            loader = _Loader("")
+            loader = yaml.SafeLoader("")
             try:
                 value = _construct(loader, node, "", positions, key_positions)
             finally:
