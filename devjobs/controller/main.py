@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import heapq
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from devjobs.controller import act
 from devjobs.controller.decide import Settings, reconcile
@@ -247,25 +244,14 @@ PlanResolver = Callable[[Mapping[str, Any], Mapping[str, Any], Path | None], Job
 def resolve_plan(
     project: Mapping[str, Any], environment: Mapping[str, Any], cache_dir: Path | None
 ) -> JobPlan:
-    """The Environment's plan from the Project document as the API returns it (the
-    resolver reads files; see the report for a `PlanRequest(project_document=...)`)."""
+    """The Environment's plan from the Project and Environment as the API returns them."""
     from devjobs.resolver.plan import PlanRequest, resolve
 
-    def clean(obj: Mapping[str, Any]) -> dict[str, Any]:
-        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k in ("name", "namespace")}
-        return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta,
-                "spec": obj.get("spec") or {}}  # fmt: skip
-
-    with tempfile.TemporaryDirectory(prefix="devjobs-controller-") as tmp:
-        project_file = Path(tmp) / "project.yaml"
-        env_file = Path(tmp) / "environment.yaml"
-        project_file.write_text(yaml.safe_dump(clean(project), sort_keys=False))
-        env_file.write_text(yaml.safe_dump(clean(environment), sort_keys=False))
-        request = PlanRequest(
-            project_file=project_file, environment_file=env_file, target="cluster",
-            cache_dir=cache_dir,
-        )  # fmt: skip
-        return resolve(request).plan
+    request = PlanRequest(
+        project_object=project, environment_object=environment, target="cluster",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    return resolve(request).plan
 
 
 class Controller:

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic.alias_generators import to_camel
 
@@ -38,6 +38,10 @@ class PlanRequest:
     full_checkout: bool = False
     """Clone remote sources whole (a local run needs their files), not only devcontainer files."""
     cache_dir: Path | None = None
+    project_object: Mapping[str, Any] | None = None
+    """A Project as the API server returned it (the controller), instead of a file."""
+    environment_object: Mapping[str, Any] | None = None
+    """An Environment as the API server returned it, instead of a file."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,12 @@ class _Source:
 
 def resolve(request: PlanRequest) -> ResolvedPlan:
     """The whole resolution; raises DevjobsError with a place for any invalid input."""
-    resources = read_resources(request.project_file, request.environment_file)
+    resources = read_resources(
+        request.project_file,
+        request.environment_file,
+        project_object=request.project_object,
+        environment_object=request.environment_object,
+    )
     project, environment = resources.project, resources.environment
     if project is None and not request.sources:
         raise DevjobsError("", "nothing to plan: give a Project file or --source NAME=DIR")

@@ -8,6 +8,7 @@ every error names `file:line:col: field.path`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,12 +166,33 @@ class Resources:
     environment: Environment | None
 
 
-def read_resources(project_file: Path | None, environment_file: Path | None) -> Resources:
-    """The Project (and Environment) from the given files; other kinds are ignored.
+def object_document(value: Mapping[str, Any]) -> Document:
+    """A resource read from the API server: places are `Kind namespace/name: field.path`."""
+    metadata = value.get("metadata") or {}
+    name = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}".lstrip("/")
+    return Document(f"{value.get('kind', 'object')} {name}", 0, dict(value))
+
+
+def read_resources(
+    project_file: Path | None,
+    environment_file: Path | None,
+    *,
+    project_object: Mapping[str, Any] | None = None,
+    environment_object: Mapping[str, Any] | None = None,
+) -> Resources:
+    """The Project (and Environment) from the given files or API objects; other kinds
+    in files are ignored.
 
     Exactly one Project may be in the project file; one Environment may come from
     either file (the explicit environment file wins over one in the project file).
     """
+    if project_object is not None or environment_object is not None:
+        documents = [
+            object_document(value)
+            for value in (project_object, environment_object)
+            if value is not None
+        ]
+        return Resources(*_pick(documents, "API objects"))
     project = None
     environment = None
     if project_file is not None:
