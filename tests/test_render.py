@@ -171,14 +171,16 @@ def test_a_missing_setup_step_is_an_error() -> None:
         )
 
 
-def test_local_sources_get_no_clone_and_no_workspace_volume() -> None:
+def test_local_sources_get_no_clone_but_still_a_shared_workspace() -> None:
     rendered = render(
         standard_plan(repository=None), environment(), RenderOptions(trigger=Trigger.POST_DEPLOY)
     )
     pod = {r.config.name: r.manifest for r in rendered.jobs}["test"]["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["devjobs-setup-post-create"]
-    assert "volumes" not in pod
-    assert "volumeMounts" not in pod["containers"][0]
+    assert pod["volumes"] == [{"name": "devjobs-workspace", "emptyDir": {}}]
+    mount = {"name": "devjobs-workspace", "mountPath": "/workspaces/web"}
+    assert pod["initContainers"][0]["volumeMounts"] == [mount]
+    assert pod["containers"][0]["volumeMounts"] == [mount]
 
 
 def test_secret_credentials_come_from_the_secret_not_the_caller() -> None:

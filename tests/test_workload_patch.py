@@ -61,6 +61,15 @@ def test_no_init_container_jobs_renders_an_empty_list_so_stale_ones_are_removed(
     assert patch["spec"]["template"]["spec"] == {"initContainers": []}
 
 
+def test_every_init_container_job_source_gets_a_workspace_volume() -> None:
+    p = plan(job("m", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER), repository=None)
+    spec = _patch(p)["spec"]["template"]["spec"]
+    assert spec["volumes"] == [{"name": "devjobs-workspace-web", "emptyDir": {}}]
+    assert spec["initContainers"][0]["volumeMounts"] == [
+        {"name": "devjobs-workspace-web", "mountPath": "/workspaces/web"}
+    ]
+
+
 def test_patch_only_at_pre_deploy() -> None:
     rendered = render(standard_plan(), environment(), RenderOptions(trigger=Trigger.POST_DEPLOY))
     assert rendered.workload_patch is None

@@ -67,6 +67,13 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
         help="clone with Catalyst's credential helper (catalyst-git-scripts ConfigMap)",
     )
     parser.add_argument(
+        "--workspace",
+        choices=["clone", "empty", "image"],
+        default="clone",
+        help="clone (default): clone the source at the Environment's commit into an emptyDir "
+        "at workingDir; empty: the emptyDir only; image: no volume, use the image's files",
+    )
+    parser.add_argument(
         "--workload",
         default="web",
         metavar="DEPLOYMENT",
@@ -110,6 +117,7 @@ def options_from_args(args: argparse.Namespace, attempts: dict[str, int] | None 
             secret=args.git_secret, catalyst_installation_id=args.github_installation_id
         ),
         workload=args.workload,
+        workspace=args.workspace,
         ttl_seconds=DEFAULT_TTL_SECONDS if args.ttl is None else args.ttl,
         attempts=attempts or {},
     )

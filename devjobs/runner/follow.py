@@ -148,8 +148,8 @@ class Follower:
             if state != previous:
                 self._states[name] = state
                 changed = True
-                if previous is None or previous.phase != state.phase:
-                    self._say(target, state)
+                if previous is None or _rank(state.phase) > _rank(previous.phase):
+                    self._say(target, state)  # progress only: no Running -> Pending flapping
         if changed and self.on_change is not None:
             self.on_change(dict(self._states))
 
@@ -255,6 +255,10 @@ class Follower:
             except Exception:  # a broken stream (API server restart): resume
                 failures += 1
                 time.sleep(min(0.1 * 2**failures, 2.0))
+
+
+def _rank(phase: Phase) -> int:
+    return {Phase.PENDING: 0, Phase.RUNNING: 1}.get(phase, 2)
 
 
 def _name(obj: Mapping[str, Any]) -> str:

@@ -82,7 +82,10 @@ class Kube:
 
         params = [(k, _query_value(v)) for k, v in (query or {}).items()]
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        payload = None if body is None else json.dumps(body, separators=(",", ":"))
+        payload = body
+        if body is not None and "json" not in content_type:
+            # The REST layer JSON-encodes bodies itself for JSON types only.
+            payload = json.dumps(body, separators=(",", ":"))
         method_, url, header_params, body_, post = self.api_client.param_serialize(
             method,
             path,

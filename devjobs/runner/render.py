@@ -77,6 +77,9 @@ class RenderOptions:
     clone_resources: Resources = field(
         default_factory=lambda: Resources("50m", "64Mi", "500m", "256Mi")
     )
+    workspace: str = "clone"
+    """`clone`: an emptyDir at workingDir, cloned into at the commit; `empty`: the emptyDir
+    only; `image`: no volume, the job uses what its image has at workingDir."""
     attempts: Mapping[str, int] = field(default_factory=dict)
     """`source/job` -> attempt number (`--rerun`); 0 (the default) is the first run."""
 
@@ -289,8 +292,13 @@ def render_job(
     image = resolve_image(job.image, job.source, environment, options.images, options.builds)
     commit = revision_of(plan, environment, job.source)
     info = source_info(plan, job.source)
-    clone = bool(info and info.repository_url)
-    mounts = [{"name": workspace.WORKSPACE_VOLUME, "mountPath": job.working_dir}] if clone else []
+    clone = options.workspace == "clone" and bool(info and info.repository_url)
+    # A workspace (unless the image brings its own): what setup steps write there
+    # (dependencies, build output) is what the job finds. Cloned into when the source
+    # has a repository.
+    mounts: list[dict[str, Any]] = []
+    if options.workspace != "image":
+        mounts = [{"name": workspace.WORKSPACE_VOLUME, "mountPath": job.working_dir}]
 
     init_containers: list[dict[str, Any]] = []
     if clone:
@@ -333,8 +341,7 @@ def render_job(
     }
     if init_containers:
         pod_spec["initContainers"] = init_containers
-    if clone:
-        pod_spec["volumes"] = workspace.volumes(options.git_credentials)
+    pod_spec["volumes"] = workspace.volumes(options.git_credentials if clone else GitCredentials())
     if options.git_credentials.catalyst_installation_id and clone:
         labels["catalyst.dev/installation-id"] = naming.label_value(
             options.git_credentials.catalyst_installation_id

@@ -26,6 +26,7 @@ from devjobs.runner.render import (
     source_info,
     step_containers,
 )
+from devjobs.runner.workspace import GitCredentials
 
 PREFIX = "devjobs"
 
@@ -43,11 +44,16 @@ def render_workload_patch(
         if not jobs:
             continue
         info = source_info(plan, source)
+        volume = naming.dns_label(PREFIX, "workspace", source)
+        working_dir = jobs[0].working_dir
         mounts: list[dict[str, Any]] = []
-        if info and info.repository_url:
-            volume = naming.dns_label(PREFIX, "workspace", source)
-            working_dir = jobs[0].working_dir
+        clone = options.workspace == "clone" and bool(info and info.repository_url)
+        if options.workspace != "image":
             mounts = [{"name": volume, "mountPath": working_dir}]
+            volumes += workspace.volumes(
+                options.git_credentials if clone else GitCredentials(), workspace=volume
+            )
+        if clone and info and info.repository_url:
             init_containers.append(
                 workspace.clone_container(
                     info.repository_url,
@@ -61,7 +67,6 @@ def render_workload_patch(
                     name=naming.dns_label(PREFIX, "clone", source),
                 )
             )
-            volumes += workspace.volumes(options.git_credentials, workspace=volume)
         done: set[str] = set()
         for job in jobs:
             image = resolve_image(job.image, source, environment, options.images, options.builds)

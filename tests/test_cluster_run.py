@@ -1,0 +1,191 @@
+"""`devjobs run` against the real cluster with a real node: real pods run real commands."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devjobs.cli.plan import add_input_arguments
+from devjobs.errors import DevjobsError
+from devjobs.runner.cluster_run import add_cluster_arguments, run_on_cluster
+from devjobs.runner.kubeapi import Kube
+
+pytestmark = pytest.mark.tier2
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_input_arguments(parser, environment_file=False)
+    parser.add_argument("--environment", required=True)
+    add_cluster_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def devcontainer(image: str) -> dict[str, Any]:
+    return {
+        "image": image,
+        "workspaceFolder": "/workspaces/web",
+        "postCreateCommand": "echo setup-ran > ready.txt && echo setup step done",
+        "tasks": {
+            "pass": "cat ready.txt && echo hello from pass",
+            "fail": "echo about to fail; exit 3",
+            "lint": {"good": "echo good entry", "bad": "echo bad entry; exit 5"},
+        },
+        "customizations": {
+            "devjobs": {"triggers": {"pass": "PostDeploy", "fail": "Manual", "lint": "Manual"}}
+        },
+    }
+
+
+@pytest.fixture
+def env(
+    kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path, kube_node: Any
+) -> dict[str, Any]:
+    kube = Kube(kube_client)
+    body = {
+        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": "pr-1", "namespace": namespace},
+        "spec": {
+            "projectRef": {"name": "shop"},
+            "type": "development",
+            "sources": [{"name": "web", "branch": "main", "commitSha": SHA}],
+        },
+    }
+    kube.request(
+        "POST",
+        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
+        body=body,
+    )
+    source = tmp_path / "web"
+    (source / ".devcontainer").mkdir(parents=True)
+    (source / ".devcontainer" / "devcontainer.json").write_text(
+        json.dumps(devcontainer(kube_node.test_image))
+    )
+    project = tmp_path / "project.yaml"
+    project.write_text(
+        json.dumps(
+            {
+                "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+                "kind": "Project",
+                "metadata": {"name": "shop"},
+                "spec": {
+                    "sources": [
+                        {
+                            "name": "web",
+                            "repositoryUrl": "https://git.example/shop/web.git",
+                            "branch": "main",
+                        }
+                    ]
+                },
+            }
+        )
+    )
+    return {
+        "kube": kube,
+        "namespace": namespace,
+        "source": source,
+        "project": project,
+        "ref": f"{namespace}/pr-1",
+    }
+
+
+def run(env: dict[str, Any], *argv: str) -> tuple[int, str]:
+    """JOB names go right after PROJECT (argparse takes positionals there), then options."""
+    out = io.StringIO()
+    names = [
+        a
+        for i, a in enumerate(argv)
+        if not a.startswith("-") and (i == 0 or not argv[i - 1].startswith("-"))
+    ]
+    options = [a for a in argv if a not in names]
+    args = parse(
+        str(env["project"]),
+        *names,
+        "--source",
+        f"web={env['source']}",
+        "--environment",
+        env["ref"],
+        "--workspace",
+        "empty",
+        *options,
+    )
+    code = run_on_cluster(args, kube=env["kube"], out=out)
+    return code, out.getvalue()
+
+
+def jobs(env: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = env["kube"].list(
+        f"/apis/batch/v1/namespaces/{env['namespace']}/jobs"
+    )["items"]
+    return items
+
+
+def environment_conditions(env: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    obj = env["kube"].get(
+        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{env['namespace']}/environments/pr-1"
+    )
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def test_a_passing_job_runs_setup_first_streams_prefixed_logs_and_exits_0(
+    env: dict[str, Any],
+) -> None:
+    code, out = run(env, "--trigger", "PostDeploy")
+    assert code == 0, out
+    assert "[pass/devjobs-setup-post-create] setup step done" in out
+    assert "[pass] setup-ran" in out  # the job saw what the setup step wrote
+    assert "[pass] hello from pass" in out
+    assert out.index("setup step done") < out.index("hello from pass")
+    assert "web/pass  Succeeded" in out
+    conditions = environment_conditions(env)
+    assert conditions["Job.web.pass"]["status"] == "True"
+    assert conditions["JobsSucceeded"]["status"] == "True"
+
+
+def test_a_failing_job_reports_its_exit_code_and_exits_1(env: dict[str, Any]) -> None:
+    code, out = run(env, "fail")
+    assert code == 1, out
+    assert "[fail] about to fail" in out
+    summary = out.splitlines()[-1].split()
+    assert summary[:2] == ["web/fail", "Failed"] and "3" in summary
+    assert environment_conditions(env)["Job.web.fail"]["status"] == "False"
+
+
+def test_a_parallel_job_with_one_failing_entry_fails(env: dict[str, Any]) -> None:
+    code, out = run(env, "lint")
+    assert code == 1, out
+    assert "[lint/good] good entry" in out
+    assert "[lint/bad] bad entry" in out
+    assert "web/lint  Failed" in out
+
+
+def test_running_twice_creates_nothing_new_and_rerun_starts_an_attempt(env: dict[str, Any]) -> None:
+    code, out = run(env, "--trigger", "PostDeploy")
+    assert code == 0 and "(created)" in out
+    first = {j["metadata"]["name"] for j in jobs(env)}
+    code, out = run(env, "--trigger", "PostDeploy")
+    assert code == 0 and "(exists)" in out and "(created)" not in out
+    assert {j["metadata"]["name"] for j in jobs(env)} == first
+    code, out = run(env, "--trigger", "PostDeploy", "--rerun")
+    assert code == 0 and "(created)" in out
+    after = {j["metadata"]["name"] for j in jobs(env)}
+    assert len(after) == 2 and first < after
+    code, out = run(env, "--trigger", "PostDeploy")  # re-finds the latest attempt
+    assert "(exists)" in out and {j["metadata"]["name"] for j in jobs(env)} == after
+
+
+def test_an_image_that_cannot_be_found_fails_with_the_reason(env: dict[str, Any]) -> None:
+    config = env["source"] / ".devcontainer" / "devcontainer.json"
+    config.write_text(json.dumps(devcontainer("devjobs.test/absent:1")))
+    code, out = run(env, "pass")
+    assert code == 1, out
+    assert "ErrImageNeverPull" in out or "ImagePull" in out
+    assert "web/pass  Failed" in out
