@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from devjobs.cli.plan import add_input_arguments
-from devjobs.errors import DevjobsError
 from devjobs.runner.cluster_run import add_cluster_arguments, run_on_cluster
 from devjobs.runner.kubeapi import Kube
 
