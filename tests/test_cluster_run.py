@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from devjobs.cli.plan import add_input_arguments
-from devjobs.runner.cluster_run import add_cluster_arguments, run_on_cluster
+from devjobs.runner.cluster_run import run_on_cluster
 from devjobs.runner.kubeapi import Kube
 
 pytestmark = pytest.mark.tier2
@@ -20,11 +19,10 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_input_arguments(parser, environment_file=False)
-    parser.add_argument("--environment", required=True)
-    add_cluster_arguments(parser)
-    return parser.parse_args(list(argv))
+    """The real `devjobs run` parser."""
+    from devjobs.cli import build_parser
+
+    return build_parser().parse_args(["run", *argv])
 
 
 def devcontainer(image: str) -> dict[str, Any]:

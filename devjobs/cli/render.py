@@ -25,29 +25,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_render_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that shape the rendered objects; shared by `render` and `run`."""
-    parser.add_argument(
-        "jobs",
-        nargs="*",
-        metavar="JOB",
-        help="render these jobs (JOB or SOURCE/JOB) as the Manual trigger instead",
-    )
-    parser.add_argument(
-        "--trigger",
-        type=Trigger,
-        choices=list(Trigger),
-        metavar="TRIGGER",
-        help="the lifecycle point whose jobs to render: " + ", ".join(t.value for t in Trigger),
-    )
-    parser.add_argument(
-        "--image",
-        action="append",
-        default=[],
-        metavar="[SOURCE=]IMAGE",
-        help="the image for jobs with no image of their own (default: Catalyst's build image "
-        "registry.default.svc.cluster.local:5000/<project>/<build>-<env>:<commit>)",
-    )
+def add_render_arguments(parser: Any, *, selection: bool = True) -> None:
+    """Options that shape the rendered objects; shared by `render` and `run`. Without
+    `selection`, leaves out JOB..., --trigger and --image (a parser that has them)."""
+    if selection:
+        parser.add_argument(
+            "jobs",
+            nargs="*",
+            metavar="JOB",
+            help="render these jobs (JOB or SOURCE/JOB) as the Manual trigger instead",
+        )
+        parser.add_argument(
+            "--trigger",
+            type=Trigger,
+            choices=list(Trigger),
+            metavar="TRIGGER",
+            help="the lifecycle point whose jobs to render: " + ", ".join(t.value for t in Trigger),
+        )
+        parser.add_argument(
+            "--image",
+            action="append",
+            default=[],
+            metavar="[SOURCE=]IMAGE",
+            help="the image for jobs with no image of their own (default: Catalyst's build "
+            "image registry.default.svc.cluster.local:5000/<project>/<build>-<env>:<commit>)",
+        )
     parser.add_argument(
         "--build",
         action="append",
@@ -107,10 +109,11 @@ def options_from_args(args: argparse.Namespace, attempts: dict[str, int] | None 
         raise DevjobsError("--trigger", "give a trigger or name the jobs to run")
     if args.jobs and args.trigger not in (None, Trigger.MANUAL):
         raise DevjobsError("--trigger", "named jobs run as the Manual trigger; drop --trigger")
+    images = args.image if isinstance(args.image, list) else [args.image] if args.image else []
     return RenderOptions(
-        trigger=args.trigger,
+        trigger=Trigger(args.trigger) if args.trigger else None,
         jobs=tuple(args.jobs),
-        images=parse_image_overrides(args.image),
+        images=parse_image_overrides(images),
         builds=_pairs(args.build, "--build"),
         git_image=args.git_image or DEFAULT_GIT_IMAGE,
         git_credentials=GitCredentials(

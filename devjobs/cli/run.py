@@ -83,6 +83,9 @@ def register(subparsers: Any) -> None:
         "-o", "--output", choices=["text", "json"], default="text",
         help="json: print only a result document on stdout (job output goes to stderr)",
     )  # fmt: skip
+    from devjobs.runner.cluster_run import add_cluster_arguments
+
+    add_cluster_arguments(parser.add_argument_group("cluster runs"), selection=False)
     parser.set_defaults(handler=run)
 
 
@@ -96,9 +99,11 @@ def run(args: argparse.Namespace) -> int:
 def run_on_cluster(args: argparse.Namespace) -> int:
     """`devjobs run PROJECT --environment NS/NAME --trigger T [JOB...]`: the Kubernetes
     runner's path (issue: Kubernetes runner)."""
-    print("devjobs: error: running on a cluster is not available yet; use --local",
-          file=sys.stderr)  # fmt: skip
-    return 2
+    from devjobs.runner.cluster_run import run_on_cluster as run_cluster
+
+    if args.environment is None:
+        raise DevjobsError("--environment", "required on a cluster: NAMESPACE/NAME")
+    return run_cluster(args)
 
 
 def run_local(args: argparse.Namespace) -> int:

@@ -10,9 +10,7 @@ applied again: it is followed, and its result reported (`--rerun` starts a new a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,11 +30,10 @@ from devjobs.runner.render import (
 )
 
 
-def add_cluster_arguments(
-    parser: argparse.ArgumentParser, *, render_arguments: bool = True
-) -> None:
-    """`run`'s cluster options; with `render_arguments`, also JOB..., --trigger, --image...
-    (leave them out when the caller's parser already has them)."""
+def add_cluster_arguments(parser: Any, *, selection: bool = True) -> None:
+    """`run`'s cluster options and the render options (`--workspace`, `--git-secret`...);
+    with `selection` also JOB..., --trigger and --image (leave them out when the caller's
+    parser has them). `parser` may be an argument group."""
     parser.add_argument("--kubeconfig", type=Path, metavar="FILE", help="default: $KUBECONFIG")
     parser.add_argument("--context", metavar="NAME", help="kubeconfig context")
     parser.add_argument(
@@ -46,10 +43,9 @@ def add_cluster_arguments(
     parser.add_argument(
         "--detach", action="store_true", help="create the Jobs and exit without following them"
     )
-    if render_arguments:
-        from devjobs.cli.render import add_render_arguments
+    from devjobs.cli.render import add_render_arguments
 
-        add_render_arguments(parser)
+    add_render_arguments(parser, selection=selection)
 
 
 def run_on_cluster(
@@ -114,18 +110,12 @@ def read_environment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 
 
 def resolve_plan(args: argparse.Namespace, env_obj: Mapping[str, Any]) -> Any:
-    """The plan, pinned to the live Environment's commits (given to the resolver as a file)."""
+    """The plan, pinned to the live Environment's commits."""
     from devjobs.cli.plan import request_from_args
     from devjobs.resolver.plan import resolve
 
-    with tempfile.TemporaryDirectory(prefix="devjobs-") as tmp:
-        env_file = Path(tmp) / "environment.json"
-        clean = {k: env_obj[k] for k in ("apiVersion", "kind", "spec") if k in env_obj}
-        meta = env_obj.get("metadata") or {}
-        clean["metadata"] = {k: meta[k] for k in ("name", "namespace") if k in meta}
-        env_file.write_text(json.dumps(clean), encoding="utf-8")
-        request = replace(request_from_args(args), environment_file=env_file)
-        return resolve(request).plan
+    request = replace(request_from_args(args), environment_file=None, environment_object=env_obj)
+    return resolve(request).plan
 
 
 def list_jobs(kube: Kube, environment: envmod.Environment) -> list[dict[str, Any]]:

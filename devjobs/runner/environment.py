@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from devjobs.errors import DevjobsError
 
 GROUP = "catalyst.catalyst.dev"
@@ -165,6 +163,8 @@ def from_dict(obj: Any, place: str = "Environment") -> Environment:
 
 def load_file(path: Path) -> Environment:
     """Read an Environment from a YAML or JSON file (one document)."""
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
