@@ -1,0 +1,157 @@
+"""The workload init-container patch applied to a real Deployment: idempotent, removes
+only what devjobs added, holds the workload back until the init containers succeed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from devjobs.resolver.models import RunAs, Trigger
+from devjobs.runner import environment as envmod
+from devjobs.runner.kubeapi import Kube
+from devjobs.runner.render import RenderOptions, render
+from tests.render_fixtures import environment_dict, job, plan
+
+IMAGE = "devjobs.test/busybox:1"
+RESOURCES = {
+    "requests": {"cpu": "10m", "memory": "16Mi"},
+    "limits": {"cpu": "100m", "memory": "64Mi"},
+}
+
+
+def deployment(namespace: str, image: str = IMAGE) -> dict[str, Any]:
+    others = {
+        "name": "others-init",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", "echo not devjobs"],
+        "resources": RESOURCES,
+    }
+    app = {**others, "name": "web", "command": ["sleep", "3600"]}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "initContainers": [others],
+                    "containers": [app],
+                    "terminationGracePeriodSeconds": 0,
+                },
+            },
+        },
+    }
+
+
+def patch_for(namespace: str, *jobs: Any, image: str = IMAGE) -> dict[str, Any]:
+    env = envmod.from_dict(environment_dict(namespace=namespace))
+    options = RenderOptions(trigger=Trigger.PRE_DEPLOY, images={"*": image}, workspace="empty")
+    rendered = render(plan(*jobs, repository=None), env, options)
+    assert rendered.workload_patch is not None
+    return rendered.workload_patch
+
+
+def read(kube: Kube, namespace: str) -> dict[str, Any]:
+    obj = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/web")
+    assert obj is not None
+    return obj
+
+
+def init_names(obj: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in obj["spec"]["template"]["spec"].get("initContainers") or []]
+
+
+MIGRATE = job(
+    "migrate",
+    Trigger.PRE_DEPLOY,
+    run_as=RunAs.INIT_CONTAINER,
+    command=["sh", "-c", "echo migrated"],
+)
+SEED = job(
+    "seed", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER, command=["sh", "-c", "echo seeded"]
+)
+
+
+def test_applying_the_patch_twice_changes_nothing(kube_client: Any, namespace: str) -> None:
+    kube = Kube(kube_client)
+    kube.apply(deployment(namespace), field_manager="catalyst")
+    kube.apply(patch_for(namespace, MIGRATE))
+    first = read(kube, namespace)
+    assert init_names(first) == ["others-init", "devjobs-web-migrate"]
+    kube.apply(patch_for(namespace, MIGRATE))
+    second = read(kube, namespace)
+    assert second["metadata"]["generation"] == first["metadata"]["generation"]
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
+def test_stale_devjobs_init_containers_are_removed_and_others_kept(
+    kube_client: Any, namespace: str
+) -> None:
+    kube = Kube(kube_client)
+    kube.apply(deployment(namespace), field_manager="catalyst")
+    kube.apply(patch_for(namespace, MIGRATE, SEED))
+    assert init_names(read(kube, namespace)) == [
+        "others-init",
+        "devjobs-web-migrate",
+        "devjobs-web-seed",
+    ]
+    kube.apply(patch_for(namespace, SEED))
+    after = read(kube, namespace)
+    assert init_names(after) == ["others-init", "devjobs-web-seed"]
+    kube.apply(patch_for(namespace, job("t", Trigger.PRE_DEPLOY)))  # no InitContainer jobs left
+    after = read(kube, namespace)
+    assert init_names(after) == ["others-init"]
+    assert [c["name"] for c in after["spec"]["template"]["spec"]["containers"]] == ["web"]
+    assert "volumes" not in after["spec"]["template"]["spec"]
+
+
+@pytest.mark.tier2
+def test_the_workload_runs_devjobs_init_containers_and_waits_for_them(
+    kube_client: Any, namespace: str
+) -> None:
+    kube = Kube(kube_client)
+    kube.apply(deployment(namespace), field_manager="catalyst")
+    failing = job(
+        "migrate", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER, command=["sh", "-c", "exit 4"]
+    )
+    kube.apply(patch_for(namespace, failing))
+    pod = wait_for_pod(kube, namespace, lambda p: _init_exit(p, "devjobs-web-migrate") == 4)
+    assert not _ready(pod)  # held back: the app container never started
+    kube.apply(patch_for(namespace, MIGRATE))
+    pod = wait_for_pod(
+        kube, namespace, lambda p: _init_exit(p, "devjobs-web-migrate") == 0 and _ready(p)
+    )
+    assert _init_exit(pod, "others-init") == 0
+
+
+def wait_for_pod(kube: Kube, namespace: str, ok: Any, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pod in kube.list(f"/api/v1/namespaces/{namespace}/pods", "app=web")["items"]:
+            if ok(pod):
+                return pod  # type: ignore[no-any-return]
+        time.sleep(0.5)
+    raise AssertionError("no pod reached the expected state")
+
+
+def _init_exit(pod: dict[str, Any], name: str) -> int | None:
+    for status in pod.get("status", {}).get("initContainerStatuses") or []:
+        if status["name"] == name:
+            for key in ("state", "lastState"):
+                terminated = (status.get(key) or {}).get("terminated")
+                if terminated:
+                    return int(terminated["exitCode"])
+    return None
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
