@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,31 @@ def test_an_image_that_cannot_be_found_fails_with_the_reason(env: dict[str, Any]
     assert code == 1, out
     assert "ErrImageNeverPull" in out or "ImagePull" in out
     assert "web/pass  Failed" in out
+
+
+def test_status_and_logs_show_the_run_and_logs_outlive_the_pods(
+    env: dict[str, Any], kube_api: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devjobs.cli import main
+
+    code, _ = run(env, "--trigger", "PostDeploy")
+    assert code == 0
+    connection = ["--environment", env["ref"], "--kubeconfig", str(kube_api.kubeconfig)]
+    capsys.readouterr()
+    assert main(["status", *connection]) == 0
+    status = capsys.readouterr().out
+    assert "web/pass" in status and "Succeeded" in status and "PostDeploy" in status
+    assert main(["logs", *connection, "pass"]) == 0
+    logs = capsys.readouterr().out
+    assert "[pass] hello from pass" in logs
+    assert "[devjobs-setup-post-create] setup step done" in logs
+    # The Job and its pods go; the kept tail remains readable.
+    name = jobs(env)[0]["metadata"]["name"]
+    env["kube"].delete(f"/apis/batch/v1/namespaces/{env['namespace']}/jobs/{name}", "Foreground")
+    deadline = time.monotonic() + 60
+    while jobs(env) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert main(["logs", *connection, "pass"]) == 0
+    assert "hello from pass" in capsys.readouterr().out
+    assert main(["status", *connection]) == 0
+    assert "(gone)" in capsys.readouterr().out

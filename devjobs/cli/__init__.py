@@ -20,6 +20,8 @@ from devjobs.errors import DevjobsError
 COMMANDS = [
     "devjobs.cli.plan",
     "devjobs.cli.render",
+    "devjobs.cli.status",
+    "devjobs.cli.logs",
     "devjobs.cli.run",
     "devjobs.cli.controller",
 ]

@@ -1,0 +1,115 @@
+"""`devjobs logs --environment NS/NAME JOB [-f]`: a job's output, from its pods while they
+exist (following them with -f), else from the log tail devjobs kept in a ConfigMap."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from devjobs.errors import DevjobsError
+
+
+def register(subparsers: Any) -> None:
+    from devjobs.cli.status import add_connection_arguments
+
+    parser = subparsers.add_parser(
+        "logs",
+        help="print or follow a job's logs, also after its pods are gone",
+        description="The logs of a job's latest run (JOB or SOURCE/JOB), each line prefixed "
+        "by the container when the pod has several.",
+    )
+    add_connection_arguments(parser)
+    parser.add_argument("job", metavar="JOB")
+    parser.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from devjobs.cli.status import latest_jobs
+    from devjobs.runner import environment as envmod
+    from devjobs.runner.cluster_run import list_jobs, read_environment
+    from devjobs.runner.kubeapi import connect
+
+    namespace, name = envmod.parse_ref(args.environment)
+    kube = connect(args.kubeconfig, args.context)
+    env_obj = read_environment(kube, namespace, name)
+    environment = envmod.from_dict(env_obj, place=f"Environment {namespace}/{name}")
+    latest = latest_jobs(list_jobs(kube, environment))
+    sources = [s.name for s in environment.sources]
+    key = pick_key(args.job, set(latest), sources)
+    job = latest.get(key)
+    out = sys.stdout
+    if job is not None:
+        pods = (
+            kube.list(
+                f"/api/v1/namespaces/{namespace}/pods",
+                f"batch.kubernetes.io/job-name={job['metadata']['name']}",
+            ).get("items")
+            or []
+        )
+        if pods and args.follow:
+            return follow(kube, environment, job, out)
+        if pods:
+            pod = sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))[-1]
+            print_pod_logs(kube, namespace, pod, out)
+            return 0
+    from devjobs.runner.logstore import read_log_tail
+
+    tails = read_log_tail(kube.api_client, namespace, name, key)
+    if not tails:
+        raise DevjobsError(args.job, f"no logs kept for {key} in {namespace}/{name}")
+    many = len(tails) > 1
+    for container, text in tails.items():
+        for line in text.splitlines():
+            out.write(f"[{container}] {line}\n" if many else f"{line}\n")
+    return 0
+
+
+def pick_key(wanted: str, keys: set[str], sources: list[str]) -> str:
+    if "/" in wanted:
+        return wanted
+    matches = sorted(k for k in keys if k.split("/", 1)[1] == wanted)
+    if len(matches) > 1:
+        raise DevjobsError(wanted, f"ambiguous: name one of {', '.join(matches)}")
+    if matches:
+        return matches[0]
+    if len(sources) == 1:
+        return f"{sources[0]}/{wanted}"
+    raise DevjobsError(wanted, "no such job has run in this Environment (give SOURCE/JOB)")
+
+
+def print_pod_logs(kube: Any, namespace: str, pod: dict[str, Any], out: Any) -> None:
+    from devjobs.runner.kubeapi import KubeError
+
+    spec = pod.get("spec") or {}
+    names = [c["name"] for f in ("initContainers", "containers") for c in spec.get(f) or []]
+    for container in names:
+        try:
+            for line in kube.log_lines(namespace, pod["metadata"]["name"], container, follow=False):
+                out.write(f"[{container}] {line}\n" if len(names) > 1 else f"{line}\n")
+        except KubeError as error:
+            if error.status not in (400, 404):  # a container that never started has no log
+                raise DevjobsError(f"pod {pod['metadata']['name']}", error.message) from None
+    out.flush()
+
+
+def follow(kube: Any, environment: Any, job: dict[str, Any], out: Any) -> int:
+    from devjobs.runner.follow import Follower, Target
+    from devjobs.runner.jobstate import Phase
+    from devjobs.runner.render import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY
+
+    meta = job["metadata"]
+    annotations = meta.get("annotations") or {}
+    key = annotations.get(ANNOTATION_JOB_KEY, meta["name"])
+    containers = tuple((annotations.get(ANNOTATION_CONTAINERS) or "").split(","))
+    target = Target(meta["name"], key, key.split("/", 1)[-1], containers)
+    states = Follower(
+        kube=kube,
+        namespace=environment.namespace,
+        selector=f"batch.kubernetes.io/job-name={meta['name']}",
+        targets=[target],
+        out=out,
+    ).run()
+    state = states.get(meta["name"])
+    return 0 if state is not None and state.phase is Phase.SUCCEEDED else 1
