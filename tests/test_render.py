@@ -216,3 +216,19 @@ def test_environment_file_without_uid_renders_no_owner_reference() -> None:
         plan(job("t")), environment(uid=""), RenderOptions(trigger=Trigger.POST_DEPLOY)
     )
     assert "ownerReferences" not in rendered.jobs[0].manifest["metadata"]
+
+
+def test_render_output_is_byte_stable_and_has_no_yaml_anchors() -> None:
+    from devjobs.cli.render import format_objects
+
+    def once(output: str) -> str:
+        rendered = render(standard_plan(), environment(), RenderOptions(trigger=Trigger.PRE_DEPLOY))
+        return format_objects(rendered.manifests(), output)
+
+    assert once("yaml") == once("yaml") and once("json") == once("json")
+    assert "&id" not in once("yaml") and "*id" not in once("yaml")
+    import json
+
+    import yaml
+
+    assert list(yaml.safe_load_all(once("yaml"))) == json.loads(once("json"))["items"]

@@ -133,7 +133,9 @@ def format_objects(objects: list[dict[str, Any]], output: str) -> str:
         return json.dumps(document, indent=2, sort_keys=True) + "\n"
     import yaml
 
-    class Dumper(yaml.SafeDumper):
+    base: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~10x faster
+
+    class Dumper(base):  # type: ignore[misc]
         def ignore_aliases(self, data: Any) -> bool:
             return True  # no &id001 anchors: every object reads on its own
 
