@@ -34,10 +34,18 @@ def devcontainer(image: str) -> dict[str, Any]:
         "tasks": {
             "pass": "cat ready.txt && echo hello from pass",
             "fail": "echo about to fail; exit 3",
+            "slow": "echo started slow; sleep 120",
             "lint": {"good": "echo good entry", "bad": "echo bad entry; exit 5"},
         },
         "customizations": {
-            "devjobs": {"triggers": {"pass": "PostDeploy", "fail": "Manual", "lint": "Manual"}}
+            "devjobs": {
+                "triggers": {
+                    "pass": "PostDeploy",
+                    "fail": "Manual",
+                    "slow": "Manual",
+                    "lint": "Manual",
+                }
+            }
         },
     }
 
@@ -215,3 +223,25 @@ def test_status_and_logs_show_the_run_and_logs_outlive_the_pods(
     assert "hello from pass" in capsys.readouterr().out
     assert main(["status", *connection]) == 0
     assert "(gone)" in capsys.readouterr().out
+
+
+def test_a_job_deleted_mid_run_is_reported_cancelled(env: dict[str, Any]) -> None:
+    import threading
+
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(zip(("code", "out"), run(env, "slow"), strict=True))
+    )
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = env["kube"].list(f"/api/v1/namespaces/{env['namespace']}/pods")["items"]
+        if any(p.get("status", {}).get("phase") == "Running" for p in pods):
+            break
+        time.sleep(0.3)
+    name = jobs(env)[0]["metadata"]["name"]
+    env["kube"].delete(f"/apis/batch/v1/namespaces/{env['namespace']}/jobs/{name}")
+    thread.join(90)
+    assert not thread.is_alive()
+    assert result["code"] == 1, result["out"]
+    assert "web/slow  Cancelled" in result["out"]
