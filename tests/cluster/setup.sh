@@ -12,8 +12,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # containerd + runc + CNI plugins + busybox-static (the test image's rootfs); iproute2 and
-# util-linux (ip, nsenter, unshare) and openssl (certificates) are usually there already.
-TIER2_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 util-linux openssl)
+# util-linux (ip, nsenter, unshare) and openssl (certificates) are usually there already;
+# kubelet sets up its iptables chains in the node's network namespace.
+TIER2_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables iproute2 util-linux openssl)
 
 if [[ "${DEVJOBS_TIER2:-1}" != "0" ]]; then
     missing=()
