@@ -89,7 +89,8 @@ def _make_cgroup(rel: str) -> None:
             child.mkdir(exist_ok=True)
             # cgroup v1 cpuset children start empty and refuse tasks until filled in.
             for f in ("cpuset.cpus", "cpuset.mems"):
-                if (child / f).exists() and not (child / f).read_text().strip():
+                has = (child / f).exists() and (parent / f).exists()
+                if has and not (child / f).read_text().strip():
                     (child / f).write_text((parent / f).read_text())
             parent = child
 
