@@ -3,8 +3,12 @@ garbage collector, and (tier 2) real pods running real commands on a real node."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.cluster.controlplane import KubeApi
 
 ENVIRONMENTS = ("catalyst.catalyst.dev", "v1alpha1", "environments")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
@@ -215,3 +220,27 @@ def test_job_past_active_deadline_fails_with_deadline_exceeded_and_its_pod_is_st
         ),
         30,
     )
+
+
+# --- the plugin itself -------------------------------------------------------------------
+
+_FAILING_TEST = """
+def test_fails(kube_api):
+    assert False, "deliberate"
+"""
+
+
+def test_a_failing_cluster_test_reports_the_components_logs(tmp_path: Path) -> None:
+    (tmp_path / "test_inner.py").write_text(_FAILING_TEST)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DEVJOBS_TIER2": "0"}
+    env.pop("DEVJOBS_TEST_KUBECONFIG", None)
+
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.cluster.plugin", "-p", "no:cacheprovider",
+         "-q", "test_inner.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert res.returncode == 1, res.stdout + res.stderr
+    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        assert f"{component} log (last 60 lines)" in res.stdout
