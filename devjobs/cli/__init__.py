@@ -16,18 +16,20 @@ from importlib import import_module
 from devjobs import __version__
 from devjobs.errors import DevjobsError
 
-# One line per subcommand module, in the order `devjobs --help` lists them.
-COMMANDS = [
-    "devjobs.cli.plan",
-    "devjobs.cli.render",
-    "devjobs.cli.status",
-    "devjobs.cli.logs",
-    "devjobs.cli.run",
-    "devjobs.cli.controller",
-]
+# Subcommand -> its module, in the order `devjobs --help` lists them.
+COMMANDS = {
+    "plan": "devjobs.cli.plan",
+    "render": "devjobs.cli.render",
+    "status": "devjobs.cli.status",
+    "logs": "devjobs.cli.logs",
+    "run": "devjobs.cli.run",
+    "controller": "devjobs.cli.controller",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; when `argv` names a subcommand, only that one's module is imported
+    (a command's start-up should not pay for the arguments of all the others)."""
     parser = argparse.ArgumentParser(
         prog="devjobs",
         description=(
@@ -37,15 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"devjobs {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS:
+    chosen = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    modules = [COMMANDS[chosen]] if chosen in COMMANDS else list(COMMANDS.values())
+    for module in modules:
         import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: exit 0 on success, 1 on invalid input or failure, 2 on usage errors."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(arguments).parse_args(arguments)
     try:
         code: int = args.handler(args)
     except DevjobsError as error:
