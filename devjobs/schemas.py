@@ -11,14 +11,18 @@ Regenerate with `python -m devjobs.schemas [CATALYST_PROJECT_CRD]`; a test compa
 
 from __future__ import annotations
 
+import ast
 import copy
+import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from devjobs.resolver import models
 from devjobs.resolver.models import JobPlan, JobSpec, Trigger
 from devjobs.resolver.project import DevcontainerRef
 
@@ -30,8 +34,46 @@ CATALYST_PROJECT_CRD = (
 )
 
 
+def attribute_docstrings(model: type[BaseModel]) -> dict[str, str]:
+    """Field name -> the docstring written under it in the class body, whitespace-folded."""
+    tree = ast.parse(inspect.getsource(model).lstrip())
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for statement, following in zip(body, body[1:], strict=False):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def schema_of(model: type[BaseModel], *, mode: str = "validation") -> dict[str, Any]:
+    """`model_json_schema` with the attribute docstrings of every model in it as
+    property descriptions."""
+    schema = model.model_json_schema(by_alias=True, mode=mode)  # type: ignore[arg-type]
+    described = {
+        cls.__name__: cls
+        for cls in vars(models).values()
+        if isinstance(cls, type) and issubclass(cls, BaseModel)
+    } | {DevcontainerRef.__name__: DevcontainerRef}
+    for node in [schema, *schema.get("$defs", {}).values()]:
+        cls = described.get(node.get("title", ""))
+        if cls is None:
+            continue
+        docs = attribute_docstrings(cls)
+        for name, field in cls.model_fields.items():
+            prop = node.get("properties", {}).get(field.alias or name)
+            if prop is not None and name in docs:
+                prop["description"] = docs[name]
+    return schema
+
+
 def jobplan_schema() -> dict[str, Any]:
-    schema = JobPlan.model_json_schema(by_alias=True, mode="serialization")
+    schema = schema_of(JobPlan, mode="serialization")
     job = schema["$defs"]["JobConfig"]
     for name in ("command", "parallel"):
         # On the wire the unused form is left out rather than null.
@@ -41,7 +83,7 @@ def jobplan_schema() -> dict[str, Any]:
 
 
 def customizations_schema() -> dict[str, Any]:
-    job = JobSpec.model_json_schema(by_alias=True)
+    job = schema_of(JobSpec)
     defs = job.pop("$defs", {})
     job["required"] = [name for name in job.get("required", []) if name != "name"]
     job["properties"].pop("name")
@@ -114,13 +156,13 @@ def _keep(schema: dict[str, Any]) -> dict[str, Any]:
 def project_crd(catalyst_crd: dict[str, Any]) -> dict[str, Any]:
     """Catalyst's Project CRD, widened with devjobs' per-source fields."""
     crd = copy.deepcopy(catalyst_crd)
-    job = JobSpec.model_json_schema(by_alias=True)
+    job = schema_of(JobSpec)
     job_schema = _structural(job, job.get("$defs", {}))
     job_schema["description"] = "A CI-style job run by devjobs for this source."
     # The one field where null differs from absent: "the build image, not the
     # devcontainer's image".
     job_schema["properties"]["image"]["nullable"] = True
-    ref = DevcontainerRef.model_json_schema(by_alias=True)
+    ref = schema_of(DevcontainerRef)
     devcontainer_schema = _structural(ref, ref.get("$defs", {}))
     devcontainer_schema["description"] = (
         "Which devcontainer.json devjobs reads for this source (path), or none (enabled: false)."
