@@ -492,7 +492,7 @@ def test_auto_backend_without_an_engine_falls_back_to_processes_with_a_warning(
     assert "no Docker engine answers: using the process backend" in done.stderr
 
 
-def test_running_on_a_cluster_is_not_available_yet(tmp_path: Path) -> None:
+def test_running_on_a_cluster_without_an_environment_is_a_usage_error(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "devjobs", "run", "--trigger", "PostBuild"],
         cwd=tmp_path,
@@ -502,7 +502,8 @@ def test_running_on_a_cluster_is_not_available_yet(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr == (
-        "devjobs: error: running on a cluster is not available yet; use --local\n"
+        "devjobs: error: --environment NAMESPACE/NAME is required to run on a cluster "
+        "(or run on this machine with --local)\n"
     )
 
 

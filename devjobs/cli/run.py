@@ -102,7 +102,13 @@ def run_on_cluster(args: argparse.Namespace) -> int:
     from devjobs.runner.cluster_run import run_on_cluster as run_cluster
 
     if args.environment is None:
-        raise DevjobsError("--environment", "required on a cluster: NAMESPACE/NAME")
+        # A missing option is a usage error (exit 2), like argparse's own.
+        print(
+            "devjobs: error: --environment NAMESPACE/NAME is required to run on a cluster "
+            "(or run on this machine with --local)",
+            file=sys.stderr,
+        )
+        return 2
     return run_cluster(args)
 
 
