@@ -186,7 +186,7 @@ def read_resources(
     Exactly one Project may be in the project file; one Environment may come from
     either file (the explicit environment file wins over one in the project file).
     """
-    if project_object is not None or environment_object is not None:
+    if project_object is not None or (environment_object is not None and project_file is None):
         documents = [
             object_document(value)
             for value in (project_object, environment_object)
@@ -199,6 +199,10 @@ def read_resources(
         project, environment = _pick(load_documents(project_file), str(project_file))
         if project is None:
             raise DevjobsError(str(project_file), f"no {API_VERSION} Project in this file")
+    if environment_object is not None:
+        # `devjobs run PROJECT --environment NS/NAME`: the Project from the file, the
+        # live Environment from the API (it wins over one in the file).
+        return Resources(project, _pick([object_document(environment_object)], "API object")[1])
     if environment_file is not None:
         extra_project, environment = _pick(load_documents(environment_file), str(environment_file))
         if environment is None:
