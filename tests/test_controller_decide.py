@@ -8,6 +8,7 @@ nothing)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +140,7 @@ class Cluster:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, RecordEvent] = field(default_factory=dict)
     workload_patches: list[dict[str, Any]] = field(default_factory=list)
+    workload_pods: list[dict[str, Any]] = field(default_factory=list)
 
     def observed(self) -> Any:
         return observe(
@@ -149,6 +151,7 @@ class Cluster:
             build_jobs=self.builds,
             deployment=self.deployment,
             jobs=list(self.jobs.values()),
+            workload_pods=self.workload_pods,
         )
 
     def reconcile(self) -> list[decide.Action]:
@@ -166,9 +169,11 @@ class Cluster:
                 del self.jobs[action.name]
             elif isinstance(action, WriteConditions):
                 status = self.env.setdefault("status", {})
-                merged = merge_conditions(status.get("conditions", []), action.conditions, now=NOW)
-                assert merged is not None, "a write that changes nothing"
-                status["conditions"] = merged
+                kept = [c for c in status.get("conditions", []) if c["type"] not in action.remove]
+                merged = merge_conditions(kept, action.conditions, now=NOW)
+                removed = len(kept) != len(status.get("conditions", []))
+                assert merged is not None or removed, "a write that changes nothing"
+                status["conditions"] = merged if merged is not None else kept
             elif isinstance(action, ClearManualRequest):
                 annotations = self.env["metadata"].get("annotations", {})
                 if annotations.get(RUN_ANNOTATION) == action.value:
@@ -180,8 +185,10 @@ class Cluster:
                 assert self.deployment is not None
                 inits = action.patch["spec"]["template"]["spec"]["initContainers"]
                 defaulted = [{**c, "terminationMessagePath": "/dev/termination-log"} for c in inits]
-                pod = self.deployment["spec"]["template"]["spec"]
-                pod["initContainers"] = defaulted
+                template = self.deployment["spec"]["template"]
+                template["spec"]["initContainers"] = defaulted
+                labels = (action.patch["spec"]["template"].get("metadata") or {}).get("labels")
+                template.setdefault("metadata", {})["labels"] = dict(labels or {})
 
     def settle(self, rounds: int = 5) -> list[decide.Action]:
         """Reconcile and apply until nothing is asked for; all actions taken, in order."""
@@ -210,7 +217,7 @@ class Cluster:
         }
 
 
-def kinds(actions: list[decide.Action]) -> list[str]:
+def kinds(actions: Sequence[decide.Action]) -> list[str]:
     return [type(a).__name__ for a in actions]
 
 
@@ -536,12 +543,89 @@ def test_plan_error_is_reported_and_hides_the_earlier_commit_results() -> None:
     assert cluster.reconcile() == []
 
 
-def test_jobs_dropped_from_the_plan_lose_their_result() -> None:
+def test_jobs_dropped_from_the_plan_have_their_conditions_removed_and_others_kept() -> None:
     cluster = Cluster(builds=[build_job(SHA1)])
     cluster.settle()
+    assert "Job.web.smoke" in cluster.conditions()
     cluster.plan = plan_of(job("build-check", Trigger.POST_BUILD))
+    actions = cluster.settle()
+    (write,) = [a for a in actions if isinstance(a, WriteConditions)]
+    assert set(write.remove) == {"Job.web.migrate", "Job.web.seed", "Job.web.smoke"}
+    assert set(cluster.conditions()) == {
+        "Ready", "Job.web.build-check", "JobsSucceeded", decide.PRE_DEPLOY_GATE,
+    }  # fmt: skip
+    assert cluster.conditions()["Ready"] == _catalyst_condition()
+    assert cluster.reconcile() == []
+
+
+# --- InitContainer jobs: results from the workload's pods ----------------------------
+
+
+def _workload_pod(cluster: Cluster, codes: dict[str, Any], name: str = "web-1") -> dict[str, Any]:
+    """A workload pod as the Deployment controller makes it from the current template,
+    with an init container status per entry of `codes` (exit code, or a waiting reason)."""
+    assert cluster.deployment is not None
+    template = cluster.deployment["spec"]["template"]
+    statuses = []
+    for cname, code in codes.items():
+        if isinstance(code, int):
+            state: dict[str, Any] = {"terminated": {"exitCode": code}}
+            last: dict[str, Any] = {}
+            if code != 0:  # restartPolicy Always: back off, the last failure in lastState
+                state, last = {"waiting": {"reason": "CrashLoopBackOff"}}, state
+        else:
+            state, last = {"waiting": {"reason": code, "message": "no such image"}}, {}
+        statuses.append({"name": cname, "state": state, "lastState": last})
+    return {
+        "metadata": {"name": name, "namespace": NS, "creationTimestamp": "2024-01-01T00:01:00Z",
+                     "labels": dict(template["metadata"]["labels"])},
+        "spec": copy.deepcopy(template["spec"]),
+        "status": {"initContainerStatuses": statuses},
+    }  # fmt: skip
+
+
+def test_an_init_container_job_that_fails_in_the_workload_pod_is_reported_failed() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)], deployment=deployment(ready=False))
     cluster.settle()
-    assert cluster.conditions()["Job.web.smoke"]["reason"] == "NotInPlan"
+    (patch,) = cluster.workload_patches
+    assert patch["spec"]["template"]["metadata"]["labels"] == {"devjobs.dev/workload": "pr-1"}
+    assert cluster.conditions()["Job.web.seed"]["status"] == "Unknown"
+    cluster.workload_pods = [_workload_pod(cluster, {"devjobs-clone-web": 0,
+                                                     "devjobs-web-seed": 4})]  # fmt: skip
+    cluster.settle()
+    seed = cluster.conditions()["Job.web.seed"]
+    assert (seed["status"], seed["reason"]) == ("False", "Failed")
+    assert "devjobs-web-seed" in seed["message"] and "code 4" in seed["message"]
+    assert cluster.conditions()["JobsSucceeded"]["status"] == "False"
+    assert cluster.reconcile() == []
+
+
+def test_a_failed_clone_blocks_the_init_container_jobs_after_it() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)], deployment=deployment(ready=False))
+    cluster.settle()
+    cluster.workload_pods = [_workload_pod(cluster, {"devjobs-clone-web": "ErrImagePull"})]
+    cluster.settle()
+    seed = cluster.conditions()["Job.web.seed"]
+    assert (seed["status"], seed["reason"]) == ("False", "Blocked")
+    assert "devjobs-clone-web" in seed["message"] and "ErrImagePull" in seed["message"]
+
+
+def test_init_container_runs_of_an_older_spec_do_not_count() -> None:
+    cluster = Cluster(builds=[build_job(SHA1)], deployment=deployment(ready=False))
+    cluster.settle()
+    old = _workload_pod(cluster, {"devjobs-clone-web": 0, "devjobs-web-seed": 4})
+    for container in old["spec"]["initContainers"]:
+        for env in container.get("env", []):
+            if env["name"] == "DEVJOBS_REVISION":
+                env["value"] = SHA2  # the pod of the previous rollout
+    cluster.workload_pods = [old]
+    cluster.settle()
+    assert cluster.conditions()["Job.web.seed"]["status"] == "Unknown"
+    new = _workload_pod(cluster, {"devjobs-clone-web": 0, "devjobs-web-seed": 0}, "web-2")
+    cluster.workload_pods = [new, old]
+    cluster.settle()
+    seed = cluster.conditions()["Job.web.seed"]
+    assert (seed["status"], seed["reason"]) == ("True", "Succeeded")
 
 
 @pytest.mark.parametrize("phase", ["", "Pending", "Provisioning", "Building", "Ready", "Failed"])

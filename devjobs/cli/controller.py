@@ -54,7 +54,9 @@ def register(subparsers: Any) -> None:
     election.add_argument("--no-leader-election", action="store_true")
     election.add_argument("--lease-name", default=DEFAULT_LEASE)
     election.add_argument("--lease-seconds", type=int, default=15)
-    election.add_argument("--identity", help="default: hostname + random suffix")
+    election.add_argument(
+        "--identity", help="default: $POD_NAME (else the hostname) + a random suffix"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(handler=run)
 
@@ -96,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     elector = None
     lost = threading.Event()
     if lease_ns and not args.no_leader_election:
-        identity = args.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        # $POD_NAME (downward API) names the pod even with hostNetwork, where the
+        # hostname is the node's and every replica on it would look the same.
+        host = os.environ.get("POD_NAME") or socket.gethostname()
+        identity = args.identity or f"{host}-{uuid.uuid4().hex[:6]}"
         elector = LeaderElector(
             kube, lease_ns, args.lease_name, identity, lease_seconds=args.lease_seconds,
             renew_seconds=max(1.0, args.lease_seconds / 3),

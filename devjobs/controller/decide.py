@@ -22,6 +22,7 @@ controller from writing). The rules, per Environment and for its current commit:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,9 +31,12 @@ from typing import Any
 from devjobs.controller.observe import (
     PROVISIONING_PHASES,
     REQUEST_ANNOTATION,
+    WORKLOAD_LABEL,
     BuildObs,
+    InitContainerRun,
     JobObs,
     Observed,
+    environment_label,
 )
 from devjobs.errors import DevjobsError
 from devjobs.resolver.models import LIFECYCLE_ORDER, JobConfig, JobPlan, RunAs, Trigger
@@ -50,6 +54,7 @@ from devjobs.runner.jobstate import JobState, Phase
 from devjobs.runner.render import (
     RenderedJob,
     RenderOptions,
+    _entries,
     find_job,
     render,
     revision_of,
@@ -88,6 +93,8 @@ class ApplyWorkload:
 @dataclass(frozen=True)
 class WriteConditions:
     conditions: tuple[Mapping[str, Any], ...]
+    remove: tuple[str, ...] = ()
+    """devjobs' condition types to drop: jobs no longer in the current commit's plan."""
 
 
 @dataclass(frozen=True)
@@ -203,12 +210,31 @@ def _subset(want: Any, have: Any) -> bool:
     return bool(want == have)
 
 
-def workload_patch_needed(observed: Observed, patch: Mapping[str, Any]) -> bool:
-    import json
+def with_workload_label(patch: Mapping[str, Any], env: Environment) -> dict[str, Any]:
+    """The runner's workload patch plus `WORKLOAD_LABEL` on the pod template when it adds
+    init containers, so the controller can watch the pods that run them (and only those)."""
+    result = dict(patch)
+    spec = dict(patch["spec"])
+    template = dict(spec["template"])
+    if template["spec"].get("initContainers"):
+        meta = dict(template.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), WORKLOAD_LABEL: environment_label(env.name)}
+        template["metadata"] = meta
+    spec["template"] = template
+    result["spec"] = spec
+    return result
 
+
+def workload_patch_needed(observed: Observed, patch: Mapping[str, Any]) -> bool:
     workload = observed.workload
     if workload is None:
         return False  # nothing to add init containers to yet; applying would create it
+    labels = (patch["spec"]["template"].get("metadata") or {}).get("labels") or {}
+    have_labels = dict(workload.template_labels)
+    if any(have_labels.get(k) != v for k, v in labels.items()):
+        return True
+    if WORKLOAD_LABEL in have_labels and WORKLOAD_LABEL not in labels:
+        return True
     wanted = patch["spec"]["template"]["spec"].get("initContainers", [])
     have = {name: json.loads(text) for name, text in workload.init_containers}
     ours = {n for n in have if n.startswith(DEVJOBS_INIT_PREFIX)}
@@ -240,6 +266,76 @@ def _state(
 
 def _attempt(request_id: str) -> int:
     return int(request_id[:7], 16) + 1
+
+
+def _failed(run: InitContainerRun) -> bool:
+    return bool(run.waiting) or (run.exit_code or 0) != 0
+
+
+def init_container_states(
+    observed: Observed, plan: JobPlan, wanted: Sequence[Mapping[str, Any]]
+) -> dict[str, JobState]:
+    """Job key -> state of each InitContainer job whose containers already ran in a
+    workload pod with the current spec (so: at the current commit): Failed when one of
+    its containers, or one before it (clone, setup, an earlier job), failed; Succeeded
+    when all of its containers exited 0. Jobs with no such run are left out (Waiting)."""
+    workload = observed.workload
+    if workload is None or not workload.init_runs or not wanted:
+        return {}
+    order = [str(c["name"]) for c in wanted]
+    want = {str(c["name"]): c for c in wanted}
+    # Only pods whose devjobs init containers are exactly the current ones count: a
+    # container can be the same at two commits (the clone's revision tells them apart).
+    by_pod: dict[str, list[InitContainerRun]] = {}
+    for seen in workload.init_runs:
+        by_pod.setdefault(seen.pod, []).append(seen)
+    runs: dict[str, InitContainerRun] = {}
+    for pod_runs in by_pod.values():  # newest pod first
+        if {r.name for r in pod_runs} != set(want) or not all(
+            _subset(want[r.name], json.loads(r.spec)) for r in pod_runs
+        ):
+            continue
+        for seen in pod_runs:  # any replica's failure counts; else the newest run
+            known = runs.get(seen.name)
+            if known is None or (not _failed(known) and _failed(seen)):
+                runs[seen.name] = seen
+    states: dict[str, JobState] = {}
+    for job in plan.jobs:
+        if job.run_as is not RunAs.INIT_CONTAINER:
+            continue
+        prefix = naming.dns_label("devjobs", job.source)
+        names = [
+            naming.container_name(*([prefix, job.name, suffix] if suffix else [prefix, job.name]))
+            for suffix, _ in _entries(job)
+        ]
+        if not names or not all(n in want for n in names):
+            continue
+        last = max(order.index(n) for n in names)
+        failed: tuple[str, InitContainerRun] | None = None
+        for name in order[: last + 1]:
+            run = runs.get(name)
+            if run is not None and _failed(run):
+                failed = (name, run)
+                break
+        if failed is not None:
+            name, run = failed
+            what = run.waiting or f"exited with code {run.exit_code}"
+            own = name in names
+            states[job.key] = JobState(
+                source=job.source, job=job.name, phase=Phase.FAILED,
+                reason="Failed" if own else "Blocked",
+                exit_code=run.exit_code if own and not run.waiting else None,
+                started=None, finished=None,
+                message=(f"init container {name} of {observed.workload_name} pod {run.pod} "
+                         f"{what}"),
+                commit=None, job_name=None,
+            )  # fmt: skip
+        elif all(n in runs and runs[n].exit_code == 0 for n in names):
+            states[job.key] = _state(
+                job, Phase.SUCCEEDED, "Succeeded",
+                f"ran as an init container of {observed.workload_name}",
+            )  # fmt: skip
+    return states
 
 
 # --- reconcile ----------------------------------------------------------------------
@@ -275,6 +371,7 @@ def reconcile(observed: Observed, settings: Settings | None = None) -> list[Acti
     desired: dict[str, RenderedJob] = {}
     render_errors: dict[Trigger, str] = {}
     rendered_at: dict[Trigger, list[RenderedJob]] = {}
+    workload_inits: list[Mapping[str, Any]] = []
 
     def render_point(trigger: Trigger) -> None:
         try:
@@ -285,10 +382,11 @@ def reconcile(observed: Observed, settings: Settings | None = None) -> list[Acti
         rendered_at[trigger] = list(result.jobs)
         for job in result.jobs:
             desired[job.name] = job
-        if result.workload_patch is not None and workload_patch_needed(
-            observed, result.workload_patch
-        ):
-            actions.append(ApplyWorkload(result.workload_patch))
+        if result.workload_patch is not None:
+            patch = with_workload_label(result.workload_patch, env)
+            workload_inits.extend(patch["spec"]["template"]["spec"].get("initContainers", []))
+            if workload_patch_needed(observed, patch):
+                actions.append(ApplyWorkload(patch))
 
     if post_build:
         render_point(Trigger.POST_BUILD)
@@ -355,9 +453,16 @@ def reconcile(observed: Observed, settings: Settings | None = None) -> list[Acti
             render_errors=render_errors,
             by_name=by_name,
             at_current=at_current,
+            init_states=init_container_states(observed, plan, workload_inits),
         )
-        if merge_conditions(observed.conditions, conditions, now=_EPOCH) is not None:
-            actions.append(WriteConditions(tuple(conditions)))
+        wanted_types = {c["type"] for c in conditions}
+        remove = tuple(
+            str(c.get("type"))
+            for c in observed.conditions
+            if str(c.get("type", "")).startswith("Job.") and c.get("type") not in wanted_types
+        )
+        if remove or merge_conditions(observed.conditions, conditions, now=_EPOCH) is not None:
+            actions.append(WriteConditions(tuple(conditions), remove))
     order = (DeleteJob, ApplyWorkload, CreateJob, ClearManualRequest, WriteConditions, RecordEvent)
     return sorted(actions, key=lambda a: order.index(type(a)))
 
@@ -459,6 +564,7 @@ def _conditions(
     render_errors: Mapping[Trigger, str],
     by_name: Mapping[str, JobObs],
     at_current: Any,
+    init_states: Mapping[str, JobState],
 ) -> list[dict[str, Any]]:
     generation = observed.environment.generation
     setup = setup_step_keys(plan)
@@ -490,7 +596,9 @@ def _conditions(
             }[trigger]
             state = _state(job, Phase.PENDING, "Waiting", f"waiting for {waiting}")
         elif job.run_as is RunAs.INIT_CONTAINER:
-            if workload_ready:
+            if job.key in init_states:
+                state = init_states[job.key]
+            elif workload_ready:
                 state = _state(
                     job,
                     Phase.SUCCEEDED,
@@ -532,19 +640,6 @@ def _conditions(
         )
         for state in states
     ]
-    wanted_types = {c["type"] for c in conditions}
-    for cond in observed.conditions:
-        ctype = str(cond.get("type", ""))
-        if ctype.startswith("Job.") and ctype not in wanted_types:
-            conditions.append(
-                {
-                    "type": ctype,
-                    "status": "Unknown",
-                    "reason": "NotInPlan",
-                    "message": f"{label}: not a job of this commit's plan",
-                    "observedGeneration": generation,
-                }
-            )
     aggregate = aggregate_condition(states, generation=generation)
     aggregate["message"] = f"{label}: {aggregate['message']}"[:1024]
     gate = aggregate_condition(pre_deploy, generation=generation)

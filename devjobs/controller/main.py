@@ -27,7 +27,7 @@ from typing import Any
 
 from devjobs.controller import act
 from devjobs.controller.decide import Settings, reconcile
-from devjobs.controller.observe import BUILD_LABEL, observe
+from devjobs.controller.observe import BUILD_LABEL, WORKLOAD_LABEL, observe
 from devjobs.errors import DevjobsError
 from devjobs.resolver.models import JobPlan
 from devjobs.runner import environment as envmod
@@ -283,6 +283,8 @@ class Controller:
             ("BuildJob", "batch/v1", "/apis/batch/v1", "jobs",
              {"labelSelector": f"{BUILD_LABEL}=build"}, False),
             ("Pod", "v1", "/api/v1", "pods", {"labelSelector": MANAGED}, False),
+            # The workload's pods that run devjobs' init containers (InitContainer jobs).
+            ("WorkloadPod", "v1", "/api/v1", "pods", {"labelSelector": WORKLOAD_LABEL}, False),
             ("Deployment", "apps/v1", "/apis/apps/v1", "deployments",
              {"fieldSelector": f"metadata.name={self.config.workload}"}, False),
         ]  # fmt: skip
@@ -297,7 +299,8 @@ class Controller:
             ):
                 paths.append(f"{prefix}/namespaces/{ns}/{plural}")
             self.informers[kind] = [
-                Informer(self.kube, "Job" if kind == "BuildJob" else kind, api_version, path,
+                Informer(self.kube, {"BuildJob": "Job", "WorkloadPod": "Pod"}.get(kind, kind),
+                         api_version, path,
                          query, self._changed, keep_managed_fields=managed_fields)
                 for path in paths
             ]  # fmt: skip
@@ -332,7 +335,7 @@ class Controller:
             if owners:
                 self.queue.add((namespace, str(owners[0].get("name"))))
                 return
-            env_label = labels.get(LABEL_ENVIRONMENT)
+            env_label = labels.get(LABEL_ENVIRONMENT) or labels.get(WORKLOAD_LABEL)
             for key in self._envs_in(namespace):
                 if env_label in (key[1], None):
                     self.queue.add(key)
@@ -410,6 +413,7 @@ class Controller:
             ),
             jobs=in_ns,
             pods=[o for o in self._items("Pod") if _key(o)[0] == namespace],
+            workload_pods=[o for o in self._items("WorkloadPod") if _key(o)[0] == namespace],
             workload_name=self.config.workload,
         )
         actions = reconcile(observed, self.config.settings)

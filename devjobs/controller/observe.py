@@ -33,6 +33,9 @@ REQUEST_ANNOTATION = naming.label("request")
 BUILD_LABEL = "catalyst.dev/job-type"
 BUILD_NAME_LABEL = "catalyst.dev/build"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+WORKLOAD_LABEL = naming.label("workload")
+"""On the workload's pod template (applied with devjobs' init containers): the
+Environment whose InitContainer jobs its pods run. The controller watches pods by it."""
 PROVISIONING_PHASES = frozenset({"", "Pending", "Provisioning"})
 """Phases before Catalyst has provisioned the environment (the CRD lists Pending too)."""
 
@@ -59,6 +62,20 @@ class BuildObs:
 
 
 @dataclass(frozen=True)
+class InitContainerRun:
+    """One devjobs init container of one workload pod: its spec and how it went."""
+
+    pod: str
+    name: str
+    spec: str
+    """Canonical JSON of the container as the pod runs it (to match the current spec)."""
+    exit_code: int | None
+    """Of the last run that ended: 0 done, else failed (restarts keep the last failure)."""
+    waiting: str = ""
+    """A fatal waiting reason (image pull errors) with its message, else ''."""
+
+
+@dataclass(frozen=True)
 class WorkloadObs:
     """The environment's workload Deployment, reduced to what the lifecycle needs."""
 
@@ -70,6 +87,9 @@ class WorkloadObs:
     """`DEVJOBS_REVISION` of devjobs' clone init containers in the pod template."""
     init_containers: tuple[tuple[str, str], ...] = ()
     """(name, canonical JSON) of each init container in the pod template."""
+    template_labels: tuple[tuple[str, str], ...] = ()
+    init_runs: tuple[InitContainerRun, ...] = ()
+    """devjobs' init containers in the workload's pods (labelled `WORKLOAD_LABEL`)."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +182,56 @@ def build_obs(job: Mapping[str, Any]) -> BuildObs:
     )
 
 
-def workload_obs(deployment: Mapping[str, Any]) -> WorkloadObs:
+def init_runs(pods: Sequence[Mapping[str, Any]], prefix: str) -> tuple[InitContainerRun, ...]:
+    """The init containers named `prefix*` of the (not deleting) pods, newest pod first."""
+    import json
+
+    from devjobs.runner.jobstate import FATAL_WAITING_REASONS
+
+    runs: list[InitContainerRun] = []
+    ordered = sorted(
+        pods, key=lambda p: str(_map(p.get("metadata")).get("creationTimestamp") or ""),
+        reverse=True,
+    )  # fmt: skip
+    for pod in ordered:
+        meta = _map(pod.get("metadata"))
+        if meta.get("deletionTimestamp"):
+            continue
+        specs = {
+            str(_map(c).get("name")): _map(c)
+            for c in _list(_map(pod.get("spec")).get("initContainers"))
+        }
+        statuses = {
+            str(_map(s).get("name")): _map(s)
+            for s in _list(_map(pod.get("status")).get("initContainerStatuses"))
+        }
+        for name, spec in specs.items():
+            if not name.startswith(prefix):
+                continue
+            status = statuses.get(name, {})
+            code: int | None = None
+            for key in ("state", "lastState"):
+                term = _map(_map(status.get(key)).get("terminated"))
+                if isinstance(term.get("exitCode"), int):
+                    code = int(term["exitCode"])
+                    if code != 0 or key == "state":
+                        break
+            waiting = _map(_map(status.get("state")).get("waiting"))
+            fatal = ""
+            if waiting.get("reason") in FATAL_WAITING_REASONS:
+                fatal = f"{waiting.get('reason')}: {waiting.get('message') or ''}".strip(": ")
+            runs.append(
+                InitContainerRun(
+                    pod=str(meta.get("name", "")), name=name,
+                    spec=json.dumps(spec, sort_keys=True), exit_code=code, waiting=fatal,
+                )
+            )  # fmt: skip
+    return tuple(runs)
+
+
+def workload_obs(
+    deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
+) -> WorkloadObs:
     import json
 
     meta = _map(deployment.get("metadata"))
@@ -194,6 +263,15 @@ def workload_obs(deployment: Mapping[str, Any]) -> WorkloadObs:
         init_containers=tuple(
             (str(c.get("name", "")), json.dumps(c, sort_keys=True)) for c in inits
         ),
+        template_labels=tuple(
+            sorted(
+                (str(k), str(v))
+                for k, v in _map(
+                    _map(_map(spec.get("template")).get("metadata")).get("labels")
+                ).items()
+            )
+        ),
+        init_runs=init_runs(pods, "devjobs-"),
     )
 
 
@@ -248,6 +326,7 @@ def observe(
     deployment: Mapping[str, Any] | None = None,
     jobs: Sequence[Mapping[str, Any]] = (),
     pods: Sequence[Mapping[str, Any]] = (),
+    workload_pods: Sequence[Mapping[str, Any]] = (),
     workload_name: str = "web",
 ) -> Observed:
     """Assemble an `Observed` from API objects (those of other environments are ignored)."""
@@ -271,7 +350,18 @@ def observe(
             for j in build_jobs
             if _map(j.get("metadata")).get("namespace") == env.namespace
         ),
-        workload=workload_obs(deployment) if deployment is not None else None,
+        workload=workload_obs(
+            deployment,
+            [
+                p
+                for p in workload_pods
+                if _map(p.get("metadata")).get("namespace") == env.namespace
+                and _map(_map(p.get("metadata")).get("labels")).get(WORKLOAD_LABEL)
+                == environment_label(env.name)
+            ],
+        )
+        if deployment is not None
+        else None,
         jobs=tuple(
             job_obs(j, pods_by_job.get(str(_map(j.get("metadata")).get("name")), [])) for j in own
         ),
