@@ -26,7 +26,7 @@ API_VERSION = f"{GROUP}/v1alpha1"
 class DevcontainerRef(BaseModel):
     """`spec.sources[i].devcontainer`: which config to read, or none at all."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     path: str | None = None
     enabled: bool = True
 
@@ -34,7 +34,7 @@ class DevcontainerRef(BaseModel):
 class ProjectSource(BaseModel):
     """`spec.sources[i]`: Catalyst's three fields plus devjobs' two."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
     name: str = Field(min_length=1)
     repository_url: str = Field(alias="repositoryUrl", min_length=1)
     branch: str = Field(min_length=1)
@@ -45,7 +45,7 @@ class ProjectSource(BaseModel):
 class EnvironmentSource(BaseModel):
     """`Environment.spec.sources[i]`: pins a Project source for this environment."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, defer_build=True)
     name: str = Field(min_length=1)
     branch: str | None = None
     commit_sha: str | None = Field(default=None, alias="commitSha")
