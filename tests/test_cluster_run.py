@@ -104,24 +104,18 @@ def env(
 
 
 def run(env: dict[str, Any], *argv: str) -> tuple[int, str]:
-    """JOB names go right after PROJECT (argparse takes positionals there), then options."""
+    """`devjobs run PROJECT --source .. --environment .. --workspace empty ARGV...`: JOB
+    names in ARGV come after the options (intermixed parsing)."""
     out = io.StringIO()
-    names = [
-        a
-        for i, a in enumerate(argv)
-        if not a.startswith("-") and (i == 0 or not argv[i - 1].startswith("-"))
-    ]
-    options = [a for a in argv if a not in names]
     args = parse(
         str(env["project"]),
-        *names,
         "--source",
         f"web={env['source']}",
         "--environment",
         env["ref"],
         "--workspace",
         "empty",
-        *options,
+        *argv,
     )
     code = run_on_cluster(args, kube=env["kube"], out=out)
     return code, out.getvalue()

@@ -7,7 +7,9 @@ when that has a devcontainer config, else the embedded default workspace (a copy
 
 PROJECT and JOB are both positional: the first positional is PROJECT only when it names
 an existing file or ends in .yaml/.yml/.json; otherwise it is the first JOB, so
-`devjobs run --local test` runs the job `test` of the current directory.
+`devjobs run --local test` runs the job `test` of the current directory. Positionals and
+options may be mixed in any order (`devjobs run P --environment X test`): the `run`
+parser uses argparse's intermixed parsing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,25 @@ from devjobs.errors import DevjobsError
 
 PROJECT_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_SOURCE = "default"
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """An ArgumentParser whose positionals may come after options: JOB names after
+    `--environment X`, say. Plain argparse fills PROJECT and JOB... from the first run of
+    positionals and rejects later ones as unrecognized."""
+
+    _nested = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._nested:  # parse_known_intermixed_args calls back in, twice
+            return super().parse_known_args(args, namespace)
+        self._nested = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._nested = False
 
 
 def register(subparsers: Any) -> None:
@@ -87,6 +108,8 @@ def register(subparsers: Any) -> None:
 
     add_cluster_arguments(parser.add_argument_group("cluster runs"), selection=False)
     parser.set_defaults(handler=run)
+    # The subcommand's parser is made by `add_subparsers`' class; only its parsing differs.
+    parser.__class__ = _IntermixedParser
 
 
 def run(args: argparse.Namespace) -> int:
