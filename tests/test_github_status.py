@@ -334,6 +334,14 @@ def test_descriptions_are_short_and_say_what_happened() -> None:
     )
     assert description_for(failed) == "BackoffLimitExceeded: container job exited with code 2"
     assert description_for(_state(Phase.RUNNING, message="running")) == "Running: running"
+    policy = _state(
+        Phase.FAILED,
+        exit_code=2,
+        message="PodFailurePolicy: Container fail for pod ns/pr-9-app-fail-7a8b8fb74a-p54mw "
+        "failed with exit code 2 matching FailJob rule at index 1; container fail exited "
+        "with code 2",
+    )
+    assert description_for(policy) == "Failed: container fail exited with code 2"
     long = _state(Phase.FAILED, message="x" * 1000)
     assert len(description_for(long)) == 140
 

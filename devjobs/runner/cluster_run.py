@@ -5,6 +5,10 @@ Order, so bad input leaves nothing half-applied: read the Environment, resolve a
 everything, check the workload exists, server-side-apply every object as a dry run, and
 only then apply for real. A Job that already exists (same job, spec and commit) is not
 applied again: it is followed, and its result reported (`--rerun` starts a new attempt).
+
+With a GitHub token ($DEVJOBS_GITHUB_TOKEN, else $GITHUB_TOKEN) each job of a source whose
+repositoryUrl is on github.com gets a commit status `devjobs/<source>/<job>` on the commit
+it ran: `pending` when its Job is created, `success`/`failure`/`error` when it ends.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from devjobs.errors import DevjobsError
 from devjobs.runner import environment as envmod
@@ -28,6 +32,9 @@ from devjobs.runner.render import (
     RenderedJob,
     render,
 )
+
+if TYPE_CHECKING:
+    from devjobs.runner.report import CommitStatuses
 
 
 def add_cluster_arguments(parser: Any, *, selection: bool = True) -> None:
@@ -43,6 +50,20 @@ def add_cluster_arguments(parser: Any, *, selection: bool = True) -> None:
     parser.add_argument(
         "--detach", action="store_true", help="create the Jobs and exit without following them"
     )
+    parser.add_argument(
+        "--github-api-url",
+        default="https://api.github.com",
+        metavar="URL",
+        help="GitHub API for commit statuses (posted when $DEVJOBS_GITHUB_TOKEN or "
+        "$GITHUB_TOKEN is set; default: https://api.github.com)",
+    )
+    parser.add_argument(
+        "--target-url",
+        metavar="TEMPLATE",
+        help="the commit statuses' link, with {repo} (owner/name), {owner}, {name}, {sha}, "
+        "{context} (devjobs/SOURCE/JOB), {source} and {job} filled in (URL-quoted), e.g. "
+        "https://ci.example/{repo}/commit/{sha}/{job}",
+    )
     from devjobs.cli.render import add_render_arguments
 
     add_render_arguments(parser, selection=selection)
@@ -53,6 +74,7 @@ def run_on_cluster(
 ) -> int:
     """The cluster path of `devjobs run`; `args.environment` is `NAMESPACE/NAME`."""
     out = out or sys.stdout
+    github = github_client(args)  # a bad --target-url fails before anything is read
     kube = kube or connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
     namespace, name = envmod.parse_ref(str(args.environment))
     env_obj = read_environment(kube, namespace, name)
@@ -91,10 +113,56 @@ def run_on_cluster(
             f"devjobs: deployment/{patch['metadata']['name']}: {count} devjobs init containers\n"
         )
     out.flush()
+    statuses = None
+    if github is not None:
+        from devjobs.runner.report import CommitStatuses
+
+        repositories = {s.name: s.repository_url for s in plan.sources}
+        statuses = CommitStatuses(github, repositories, err=sys.stderr)
+        for job in new_jobs:
+            statuses.created(created_state(job))
     if args.detach or not rendered.jobs:
         return 0
-    states = follow_jobs(kube, environment, env_obj, rendered.jobs, out, logs=not args.no_logs)
+    states = follow_jobs(
+        kube, environment, env_obj, rendered.jobs, out, logs=not args.no_logs, statuses=statuses
+    )
     return print_summary(rendered.jobs, states, out)
+
+
+def github_client(args: argparse.Namespace) -> Any:
+    """A `GitHubStatuses` when a token is set, else None. Short retries: a run waits for
+    its jobs, not for GitHub."""
+    import os
+
+    from devjobs.runner.github import GitHubStatuses
+    from devjobs.runner.report import github_token
+
+    token = github_token(os.environ)
+    if token is None:
+        return None
+    return GitHubStatuses(
+        token,
+        api_url=getattr(args, "github_api_url", None) or "https://api.github.com",
+        target_url_template=getattr(args, "target_url", None),
+        max_retries=2,
+        max_wait=10.0,
+    )
+
+
+def created_state(job: RenderedJob) -> JobState:
+    """The state a job has the moment its Job is created (its `pending` status)."""
+    return JobState(
+        source=job.config.source,
+        job=job.config.name,
+        phase=Phase.PENDING,
+        reason="Pending",
+        exit_code=None,
+        started=None,
+        finished=None,
+        message="job created",
+        commit=job.commit,
+        job_name=job.name,
+    )
 
 
 def read_environment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -191,6 +259,7 @@ def follow_jobs(
     jobs: Sequence[RenderedJob],
     out: TextIO,
     logs: bool = True,
+    statuses: CommitStatuses | None = None,
 ) -> dict[str, JobState]:
     from devjobs.runner.follow import Follower, Target
     from devjobs.runner.naming import label_value
@@ -199,6 +268,12 @@ def follow_jobs(
     prefixes = job_prefixes(jobs)
     targets = [Target(j.name, j.key, prefixes[j.name], j.containers) for j in jobs]
     reporter = Reporter(kube, environment, env_obj, err=sys.stderr)
+
+    def on_change(states: dict[str, JobState]) -> None:
+        reporter.report(states)
+        if statuses is not None:
+            statuses.changed(states)
+
     follower = Follower(
         kube=kube,
         namespace=environment.namespace,
@@ -206,10 +281,12 @@ def follow_jobs(
         targets=targets,
         out=out,
         logs=logs,
-        on_change=reporter.report,
+        on_change=on_change,
     )
     states = follower.run()
     reporter.report(states, final=True)
+    if statuses is not None:
+        statuses.changed(states)
     if reporter.failed:
         out.write("devjobs: reporting failed (see warnings above)\n")
     return states

@@ -69,6 +69,11 @@ def description_for(state: JobState) -> str:
         text = f"Succeeded in {_duration(seconds)}"
     elif state.phase is Phase.FAILED:
         detail = state.message or state.reason
+        # `job_state` ends the message with the container that failed; the Job's own
+        # condition message before it names the pod and would push that past 140.
+        culprit = [p.strip() for p in detail.split(";") if " exited with code " in p]
+        if culprit:
+            detail = culprit[-1]
         if state.exit_code is not None and f"code {state.exit_code}" not in detail:
             detail = f"exit code {state.exit_code}; {detail}"
         text = f"{state.reason}: {detail}" if state.reason != "Failed" else f"Failed: {detail}"

@@ -4,6 +4,8 @@ after the pods go, written with the reporting modules (`conditions`, `status`,
 
 A reporting failure (RBAC on the status subresource, say) does not stop the run: it is
 said once on stderr and makes the run exit non-zero, since users look there for results.
+GitHub commit statuses (`CommitStatuses`) are a courtesy on top: a failure to post one is
+a warning and changes nothing else.
 """
 
 from __future__ import annotations
@@ -87,3 +89,51 @@ class Reporter:
 def _main_tail(tails: Mapping[str, str]) -> str:
     """The log of the container that ran last (the job's own, after clone and setup)."""
     return list(tails.values())[-1] if tails else ""
+
+
+GITHUB_TOKEN_VARIABLES = ("DEVJOBS_GITHUB_TOKEN", "GITHUB_TOKEN")
+"""Where `devjobs run` finds a token for commit statuses; the first one set wins."""
+
+
+def github_token(environ: Mapping[str, str]) -> str | None:
+    for name in GITHUB_TOKEN_VARIABLES:
+        if environ.get(name):
+            return environ[name]
+    return None
+
+
+@dataclass
+class CommitStatuses:
+    """GitHub commit statuses for `devjobs run`: `pending` when a job's Job is created,
+    `success`/`failure`/`error` when it ends. A GitHub failure is a warning on `err`
+    (once per job), never a job failure."""
+
+    statuses: Any
+    """A `github.GitHubStatuses`."""
+    repositories: Mapping[str, str | None]
+    """Source name -> its repositoryUrl (only GitHub ones get statuses)."""
+    err: TextIO
+    _warned: set[str] = field(default_factory=set)
+    _final: set[str] = field(default_factory=set)
+
+    def created(self, state: JobState) -> None:
+        self._post(state)
+
+    def changed(self, states: Mapping[str, JobState]) -> None:
+        for name, state in states.items():
+            if state.phase.finished and name not in self._final:
+                self._final.add(name)
+                self._post(state)
+
+    def _post(self, state: JobState) -> None:
+        from devjobs.runner.github import post_job_status
+
+        try:
+            post_job_status(self.statuses, self.repositories.get(state.source), state)
+        except DevjobsError as error:
+            if state.key not in self._warned:
+                self._warned.add(state.key)
+                self.err.write(
+                    f"devjobs: warning: commit status of {state.key} not posted: {error}\n"
+                )
+                self.err.flush()

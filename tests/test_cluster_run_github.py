@@ -1,0 +1,135 @@
+"""`devjobs run` posts GitHub commit statuses for its jobs, end to end on the real node,
+against tests/fake_github.py (a fake of GitHub's documented commit-status endpoint, the
+one fake in the suite: it checks every request and records contract violations).
+
+The source's repositoryUrl is `https://github.com/org/app.git` (what maps it to a GitHub
+repository); pods cannot reach github.com, so these runs use `--workspace empty` and read
+the devcontainer from a local directory (`--source`): cloning is pinned by
+test_cluster_run_clone.py, this file pins the statuses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devjobs.cli import main
+from devjobs.runner.kubeapi import Kube
+from tests.fake_github import fake_github
+
+pytestmark = pytest.mark.tier2
+
+SHA = "89abcdef0123456789abcdef0123456789abcdef"
+TOKEN = "ghs-fake-token-7d1c"
+
+
+@pytest.fixture
+def setup(
+    kube_api: Any, kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path,
+    kube_node: Any,
+) -> list[str]:  # fmt: skip
+    Kube(kube_client).request(
+        "POST",
+        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
+        body={
+            "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+            "kind": "Environment",
+            "metadata": {"name": "pr-9", "namespace": namespace},
+            "spec": {
+                "projectRef": {"name": "shop"},
+                "type": "development",
+                "sources": [{"name": "app", "branch": "main", "commitSha": SHA}],
+            },
+        },
+    )
+    source = tmp_path / "app"
+    (source / ".devcontainer").mkdir(parents=True)
+    config = {
+        "image": kube_node.test_image,
+        "tasks": {"pass": "echo fine", "fail": "echo broken; exit 2"},
+    }
+    (source / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config))
+    project = tmp_path / "project.yaml"
+    project.write_text(
+        json.dumps(
+            {
+                "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+                "kind": "Project",
+                "metadata": {"name": "shop"},
+                "spec": {
+                    "sources": [
+                        {
+                            "name": "app",
+                            "repositoryUrl": "https://github.com/org/app.git",
+                            "branch": "main",
+                        }
+                    ]
+                },
+            }
+        )
+    )
+    return [
+        "run", str(project), "--source", f"app={source}", "--environment", f"{namespace}/pr-9",
+        "--kubeconfig", str(kube_api.kubeconfig), "--workspace", "empty", "--no-logs",
+    ]  # fmt: skip
+
+
+def test_each_job_gets_pending_when_created_then_its_result(
+    setup: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "not-this-one")  # DEVJOBS_GITHUB_TOKEN wins
+    monkeypatch.setenv("DEVJOBS_GITHUB_TOKEN", TOKEN)
+    with fake_github(TOKEN) as fake:
+        template = "https://ci.example/{repo}/commit/{sha}/{source}/{job}"
+        code = main(
+            [*setup, "--github-api-url", fake.url, "--target-url", template, "pass", "fail"]
+        )
+    captured = capsys.readouterr()
+    assert code == 1, captured.out + captured.err  # `fail` failed
+    assert "warning" not in captured.err
+    assert fake.violations == []
+    seen = [(s["context"], s["state"]) for s in fake.statuses]
+    for job, final in (("pass", "success"), ("fail", "failure")):
+        mine = [state for context, state in seen if context == f"devjobs/app/{job}"]
+        assert mine == ["pending", final], seen
+    assert {(s["repo"], s["sha"]) for s in fake.statuses} == {("org/app", SHA)}
+    by_state = {(s["context"], s["state"]): s for s in fake.statuses}
+    failed = by_state[("devjobs/app/fail", "failure")]
+    assert failed["description"] == "Failed: container fail exited with code 2"
+    assert failed["target_url"] == f"https://ci.example/org/app/commit/{SHA}/app/fail"
+    assert by_state[("devjobs/app/pass", "pending")]["description"] == "Pending: job created"
+
+
+def test_a_github_refusal_is_a_warning_and_not_a_job_failure(
+    setup: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DEVJOBS_GITHUB_TOKEN", raising=False)
+    monkeypatch.setenv("GITHUB_TOKEN", "a-revoked-token")
+    with fake_github(TOKEN) as fake:
+        code = main([*setup, "--github-api-url", fake.url, "pass"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    assert "app/pass  Succeeded" in captured.out
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    # Said once per job, with GitHub's answer and the hint, never the token.
+    assert len(warnings) == 1 and "401 Bad credentials" in warnings[0], captured.err
+    assert "a-revoked-token" not in captured.err
+    assert len(fake.requests) == 2  # pending, then success: each refused, neither retried
+
+
+def test_an_unknown_target_url_field_is_a_one_line_error_before_anything_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEVJOBS_GITHUB_TOKEN", TOKEN)
+    missing = tmp_path / "no-such-kubeconfig"
+    code = main(
+        ["run", "p.yaml", "--environment", "ns/env", "--kubeconfig", str(missing),
+         "--target-url", "https://ci.example/{build}", "test"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("devjobs: error: github target URL template: unknown field(s) ['build']")
+    assert len(err.strip().splitlines()) == 1
