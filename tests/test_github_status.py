@@ -12,6 +12,7 @@ import pytest
 from devjobs.errors import DevjobsError
 from devjobs.runner.github import (
     GitHubStatuses,
+    StatusState,
     description_for,
     github_repo,
     post_job_status,
@@ -76,10 +77,11 @@ def test_status_is_posted_with_the_documented_method_path_headers_and_body(gh: F
 
 def test_pending_then_success_are_two_statuses_on_the_same_context(gh: FakeGitHub) -> None:
     statuses = client(gh)
-    for state in ("pending", "success"):
+    states: tuple[StatusState, ...] = ("pending", "success")
+    for state in states:
         statuses.set_status(
             "org/app", SHA, context="devjobs/web/test", state=state, description=state
-        )  # type: ignore[arg-type]
+        )
     assert [s["state"] for s in gh.statuses] == ["pending", "success"]
     assert {s["context"] for s in gh.statuses} == {"devjobs/web/test"}
 
@@ -89,10 +91,8 @@ def test_same_status_is_not_posted_twice_by_one_process(gh: FakeGitHub) -> None:
     args = {"context": "devjobs/web/test", "state": "pending", "description": "Running"}
     assert statuses.set_status("org/app", SHA, **args) is True  # type: ignore[arg-type]
     assert statuses.set_status("org/app", SHA, **args) is False  # type: ignore[arg-type]
-    assert (
-        statuses.set_status("org/app", SHA, **{**args, "description": "Running (attempt 2)"})
-        is True
-    )  # type: ignore[arg-type]
+    again = {**args, "description": "Running (attempt 2)"}
+    assert statuses.set_status("org/app", SHA, **again) is True  # type: ignore[arg-type]
     assert len(gh.requests) == 2
 
 
