@@ -13,6 +13,7 @@ import pytest
 
 from devjobs.runner.cluster_run import run_on_cluster
 from devjobs.runner.kubeapi import Kube
+from devjobs.runner.logstore import configmap_name
 
 pytestmark = pytest.mark.tier2
 
@@ -185,10 +186,26 @@ def test_running_twice_creates_nothing_new_and_rerun_starts_an_attempt(env: dict
 def test_an_image_that_cannot_be_found_fails_with_the_reason(env: dict[str, Any]) -> None:
     config = env["source"] / ".devcontainer" / "devcontainer.json"
     config.write_text(json.dumps(devcontainer("devjobs.test/absent:1")))
+    started = time.monotonic()
     code, out = run(env, "pass")
     assert code == 1, out
+    assert time.monotonic() - started < 60  # not held until a deadline
     assert "ErrImageNeverPull" in out or "ImagePull" in out
     assert "web/pass  Failed" in out
+    # The stuck Job is deleted (its pod would wait forever); the result stays recorded.
+    assert "deleted job/" in out
+    deadline = time.monotonic() + 30
+    while jobs(env) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert jobs(env) == []
+    condition = environment_conditions(env)["Job.web.pass"]
+    assert condition["status"] == "False"
+    assert "ErrImageNeverPull" in condition["message"] or "ImagePull" in condition["message"]
+    assert environment_conditions(env)["JobsSucceeded"]["status"] == "False"
+    record = env["kube"].get(
+        f"/api/v1/namespaces/{env['namespace']}/configmaps/{configmap_name('pr-1', 'web/pass')}"
+    )
+    assert record is not None  # the log record (empty: nothing ran) is kept
 
 
 def test_status_and_logs_show_the_run_and_logs_outlive_the_pods(

@@ -244,6 +244,27 @@ def workload_patch_to_apply(kube: Kube, rendered: Rendered) -> dict[str, Any] | 
     return patch
 
 
+def stop_stuck_jobs(
+    kube: Kube, namespace: str, states: Mapping[str, JobState], stopped: set[str], out: TextIO
+) -> None:
+    """Delete the Jobs reported Failed while Kubernetes still thinks they run: a pod
+    stuck on an image that cannot be pulled (or another fatal waiting reason) would
+    otherwise hold its Job, and the namespace's quota, until the job's deadline."""
+    for name, state in states.items():
+        # A Job that failed by itself has a finish time (its Failed condition's); one
+        # judged by its stuck pod has none.
+        if state.phase is not Phase.FAILED or state.finished is not None or name in stopped:
+            continue
+        stopped.add(name)
+        try:
+            kube.delete(f"{collection_path('batch/v1', 'Job', namespace)}/{name}")
+        except KubeError as error:
+            sys.stderr.write(f"devjobs: warning: job/{name} not stopped: {describe(error)}\n")
+            continue
+        out.write(f"devjobs: {state.key}: deleted job/{name}, which could never start\n")
+        out.flush()
+
+
 def job_prefixes(jobs: Sequence[RenderedJob]) -> dict[str, str]:
     """Job name as the log prefix, `source/job` when two sources share a name."""
     counts: dict[str, int] = {}
@@ -269,10 +290,13 @@ def follow_jobs(
     targets = [Target(j.name, j.key, prefixes[j.name], j.containers) for j in jobs]
     reporter = Reporter(kube, environment, env_obj, err=sys.stderr)
 
+    stopped: set[str] = set()
+
     def on_change(states: dict[str, JobState]) -> None:
-        reporter.report(states)
+        reporter.report(states)  # first: the condition and the log record are kept
         if statuses is not None:
             statuses.changed(states)
+        stop_stuck_jobs(kube, environment.namespace, states, stopped, out)
 
     follower = Follower(
         kube=kube,
