@@ -206,9 +206,19 @@ class Kube:
 
 
 def iter_lines(response: Any) -> Iterator[bytes]:
-    """Lines of a streamed body; a last line without a newline is still a line."""
+    """Lines of a streamed body; a last line without a newline is still a line. A stream
+    that breaks (the API server restarting) raises KubeError(0): callers re-open it."""
     pending = b""
-    for chunk in response.stream(4096, decode_content=True):
+    chunks = response.stream(4096, decode_content=True)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            break
+        except Exception as error:
+            if isinstance(error, OSError) or type(error).__module__.startswith("urllib3"):
+                raise KubeError(0, type(error).__name__, f"stream broken: {error}") from None
+            raise
         pending += chunk
         *lines, pending = pending.split(b"\n")
         yield from lines
