@@ -206,13 +206,21 @@ def render_all(catalyst_crd_path: Path = CATALYST_PROJECT_CRD) -> dict[str, str]
     }
 
 
+DEPLOY_COPIES = {"crds/projects.catalyst.catalyst.dev.yaml": REPO_ROOT / "deploy" / "crds"}
+"""Generated files that `kubectl apply -k deploy/` also ships (kustomize reads only files
+under its own folder, so deploy/ keeps a copy; tests/test_controller_deploy.py checks it)."""
+
+
 def main(argv: list[str]) -> int:
     source = Path(argv[0]) if argv else CATALYST_PROJECT_CRD
     for relative, content in render_all(source).items():
-        target = SCHEMAS_DIR / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
-        print(f"wrote {target.relative_to(REPO_ROOT)}")
+        targets = [SCHEMAS_DIR / relative]
+        if relative in DEPLOY_COPIES:
+            targets.append(DEPLOY_COPIES[relative] / Path(relative).name)
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+            print(f"wrote {target.relative_to(REPO_ROOT)}")
     return 0
 
 
