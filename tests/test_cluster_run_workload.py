@@ -159,3 +159,57 @@ def _ready(pod: dict[str, Any]) -> bool:
         c["type"] == "Ready" and c["status"] == "True"
         for c in pod.get("status", {}).get("conditions") or []
     )
+
+
+@pytest.mark.tier2
+def test_devjobs_run_at_predeploy_follows_the_rollout_and_fails_on_a_failing_init_container(
+    kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Any
+) -> None:
+    import io
+    import json
+
+    from devjobs.cli import build_parser
+    from devjobs.runner.cluster_run import run_on_cluster
+
+    kube = Kube(kube_client)
+    kube.apply(deployment(namespace), field_manager="catalyst")
+    kube.request(
+        "POST",
+        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
+        body={
+            "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+            "kind": "Environment",
+            "metadata": {"name": "pr-5", "namespace": namespace},
+            "spec": {
+                "projectRef": {"name": "shop"},
+                "type": "development",
+                "sources": [{"name": "web", "branch": "main", "commitSha": "cd" * 20}],
+            },
+        },
+    )
+    source = tmp_path / "web"
+    (source / ".devcontainer").mkdir(parents=True)
+    config = source / ".devcontainer" / "devcontainer.json"
+
+    def migrate(command: str) -> None:
+        job = {"command": ["sh", "-c", command], "trigger": "PreDeploy", "runAs": "InitContainer"}
+        body = {"image": IMAGE, "customizations": {"devjobs": {"jobs": {"migrate": job}}}}
+        config.write_text(json.dumps(body))
+
+    def devjobs_run() -> tuple[int, str]:
+        out = io.StringIO()
+        args = build_parser().parse_args(
+            ["run", "--source", f"web={source}", "--environment", f"{namespace}/pr-5",
+             "--workspace", "empty", "--trigger", "PreDeploy"]
+        )  # fmt: skip
+        return run_on_cluster(args, kube=kube, out=out), out.getvalue()
+
+    migrate("echo migrating; exit 4")
+    code, out = devjobs_run()
+    assert code == 1, out
+    assert "init container devjobs-web-migrate of pod web-" in out, out
+    assert "exited with code 4: the workload is held back" in out
+    migrate("echo migrated")
+    code, out = devjobs_run()
+    assert code == 0, out
+    assert "deployment/web: 1 devjobs init containers succeeded" in out

@@ -95,10 +95,13 @@ def run_on_cluster(
     new_jobs = [job for job in rendered.jobs if job.name not in names]
     patch = workload_patch_to_apply(kube, rendered)
     objects = [job.manifest for job in new_jobs] + ([patch] if patch else [])
+    applied_patch: dict[str, Any] | None = None
     for dry_run in (True, False):
         for obj in objects:
             try:
-                kube.apply(obj, dry_run=dry_run)
+                result = kube.apply(obj, dry_run=dry_run)
+                if obj is patch and not dry_run:
+                    applied_patch = result
             except KubeError as error:
                 meta = obj["metadata"]
                 raise DevjobsError(
@@ -121,12 +124,97 @@ def run_on_cluster(
         statuses = CommitStatuses(github, repositories, err=sys.stderr)
         for job in new_jobs:
             statuses.created(created_state(job))
-    if args.detach or not rendered.jobs:
+    if args.detach:
         return 0
-    states = follow_jobs(
-        kube, environment, env_obj, rendered.jobs, out, logs=not args.no_logs, statuses=statuses
-    )
-    return print_summary(rendered.jobs, states, out)
+    code = 0
+    if rendered.jobs:
+        states = follow_jobs(
+            kube, environment, env_obj, rendered.jobs, out, logs=not args.no_logs,
+            statuses=statuses,
+        )  # fmt: skip
+        code = print_summary(rendered.jobs, states, out)
+    if patch is not None and applied_patch is not None:
+        init_names = [c["name"] for c in patch["spec"]["template"]["spec"]["initContainers"]]
+        if init_names and follow_rollout(kube, applied_patch, init_names, out) != 0:
+            code = 1
+    return code
+
+
+ROLLOUT_TIMEOUT_SECONDS = 600.0
+
+
+def follow_rollout(
+    kube: Kube,
+    deployment: Mapping[str, Any],
+    names: Sequence[str],
+    out: TextIO,
+    timeout: float = ROLLOUT_TIMEOUT_SECONDS,
+) -> int:
+    """Follow the workload's rollout after the PreDeploy patch: the new ReplicaSet's pods
+    run devjobs' init containers `names`; 0 when one pod ran them all successfully, 1 as
+    soon as one of them fails (the pod is held back: a failed job), or on timeout."""
+    import time
+
+    meta = deployment["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    generation = int(meta.get("generation") or 0)
+    apps = collection_path("apps/v1", "Deployment", namespace)
+    pods_path = collection_path("v1", "Pod", namespace)
+    rs_path = f"/apis/apps/v1/namespaces/{namespace}/replicasets"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            current = kube.get(f"{apps}/{name}")
+            if current is None:
+                out.write(f"devjobs: deployment/{name} was deleted during its rollout\n")
+                return 1
+            status = current.get("status") or {}
+            revision = (current["metadata"].get("annotations") or {}).get(
+                "deployment.kubernetes.io/revision"
+            )
+            if int(status.get("observedGeneration") or 0) < generation or revision is None:
+                time.sleep(0.5)
+                continue
+            uid = current["metadata"]["uid"]
+            hashes = [
+                (rs["metadata"].get("labels") or {}).get("pod-template-hash")
+                for rs in kube.list(rs_path)["items"]
+                if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])
+                and (rs["metadata"].get("annotations") or {}).get(
+                    "deployment.kubernetes.io/revision"
+                )
+                == revision
+            ]
+            pods = kube.list(pods_path, f"pod-template-hash={hashes[0]}")["items"] if hashes else []
+        except KubeError as error:  # an API server blip: try again
+            out.write(f"devjobs: warning: following deployment/{name}: {describe(error)}\n")
+            time.sleep(1)
+            continue
+        for pod in pods:
+            done: set[str] = set()
+            for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+                if cs.get("name") not in names:
+                    continue
+                for key in ("state", "lastState"):
+                    term = (cs.get(key) or {}).get("terminated")
+                    if term and term.get("exitCode") not in (None, 0):
+                        out.write(
+                            f"devjobs: deployment/{name}: init container {cs['name']} of pod "
+                            f"{pod['metadata']['name']} exited with code {term['exitCode']}: "
+                            "the workload is held back\n"
+                        )
+                        out.flush()
+                        return 1
+                    if term and term.get("exitCode") == 0:
+                        done.add(str(cs["name"]))
+            if done >= set(names):
+                out.write(f"devjobs: deployment/{name}: {len(names)} devjobs init containers "
+                          "succeeded\n")  # fmt: skip
+                out.flush()
+                return 0
+        time.sleep(1)
+    out.write(f"devjobs: deployment/{name}: rollout not done after {timeout:.0f}s\n")
+    return 1
 
 
 def github_client(args: argparse.Namespace) -> Any:
