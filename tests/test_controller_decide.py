@@ -579,9 +579,17 @@ def _workload_pod(cluster: Cluster, codes: dict[str, Any], name: str = "web-1") 
     return {
         "metadata": {"name": name, "namespace": NS, "creationTimestamp": "2024-01-01T00:01:00Z",
                      "labels": dict(template["metadata"]["labels"])},
-        "spec": copy.deepcopy(template["spec"]),
+        "spec": _admitted(copy.deepcopy(template["spec"])),
         "status": {"initContainerStatuses": statuses},
     }  # fmt: skip
+
+
+def _admitted(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """What ServiceAccount admission does to a pod: a token volume mount in every container."""
+    for container in pod_spec.get("initContainers", []) + pod_spec.get("containers", []):
+        mount = {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io"}
+        container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
+    return pod_spec
 
 
 def test_an_init_container_job_that_fails_in_the_workload_pod_is_reported_failed() -> None:

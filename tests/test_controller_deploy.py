@@ -53,6 +53,10 @@ ALLOWED = [
     ("patch", "deployments.apps", "team-a"),
     ("create", "events", "team-a"),
     ("create", "leases.coordination.k8s.io", "devjobs-system"),
+    ("watch", "configmaps", ""),
+    ("create", "configmaps", "team-a"),
+    ("patch", "configmaps", "team-a"),
+    ("get", "pods/log", "team-a"),
 ]
 DENIED = [
     ("get", "secrets", "team-a"),
@@ -63,7 +67,8 @@ DENIED = [
     ("delete", "environments.catalyst.catalyst.dev", "team-a"),
     ("create", "environments.catalyst.catalyst.dev", "team-a"),
     ("update", "projects.catalyst.catalyst.dev", "team-a"),
-    ("get", "configmaps", "team-a"),
+    ("delete", "configmaps", "team-a"),
+    ("update", "configmaps", "team-a"),
     ("create", "leases.coordination.k8s.io", "team-a"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
 ]

@@ -46,6 +46,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--kubeconfig", type=Path, help="default: $KUBECONFIG or in-cluster")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument("--cache-dir", type=Path, help="git cache (default: the resolver's)")
+    report = parser.add_argument_group(
+        "GitHub commit statuses (when $DEVJOBS_GITHUB_TOKEN is set, from a Secret)"
+    )
+    report.add_argument(
+        "--github-api-url", default="https://api.github.com", metavar="URL",
+        help="GitHub (Enterprise) API (default: %(default)s)",
+    )  # fmt: skip
+    report.add_argument(
+        "--target-url", metavar="TEMPLATE",
+        help="link of each status, e.g. https://ci.example/{repo}/{sha}/{source}/{job}",
+    )  # fmt: skip
     election = parser.add_argument_group("leader election")
     election.add_argument(
         "--leader-election-namespace", metavar="NS",
@@ -65,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from devjobs.controller.decide import Settings
     from devjobs.controller.leader import LeaderElector
     from devjobs.controller.main import Config, Controller
+    from devjobs.controller.report import Reporting, github_from_env
     from devjobs.runner.images import parse_image_overrides
     from devjobs.runner.kubeapi import connect
     from devjobs.runner.render import RenderOptions
@@ -111,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(target=elector.keep, args=(stop, lost), daemon=True).start()
         threading.Thread(target=_stop_when, args=(lost, stop), daemon=True).start()
     try:
-        Controller(kube, config).run(stop)
+        reporting = Reporting(github=github_from_env(args.github_api_url, args.target_url))
+        Controller(kube, config, reporting=reporting).run(stop)
     finally:
         if elector is not None and not lost.is_set():
             elector.release()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from devjobs.controller.decide import (
@@ -24,6 +24,7 @@ from devjobs.controller.decide import (
     CreateJob,
     DeleteJob,
     RecordEvent,
+    SaveLogTail,
     WriteConditions,
 )
 from devjobs.controller.observe import RUN_ANNOTATION
@@ -32,6 +33,9 @@ from devjobs.runner import environment as envmod
 from devjobs.runner.conditions import is_devjobs_type, merge_conditions
 from devjobs.runner.kubeapi import FIELD_MANAGER, Kube, KubeError
 from devjobs.runner.status import write_conditions
+
+if TYPE_CHECKING:
+    from devjobs.controller.report import Reporting
 
 log = logging.getLogger("devjobs.controller")
 COMPONENT = "devjobs-controller"
@@ -56,6 +60,7 @@ def execute(
     env: envmod.Environment,
     actions: Sequence[Action],
     counters: Counters | None = None,
+    reporting: Reporting | None = None,
 ) -> None:
     """Run `actions` in order; the first failure raises (KubeError or DevjobsError) and the
     rest wait for the retry, which decides again from what is then observed."""
@@ -83,6 +88,9 @@ def execute(
             if wrote:
                 counters.add("status")
                 log.info("%s: conditions written", env.ref)
+        elif isinstance(action, SaveLogTail):
+            if reporting is not None and reporting.save_log_tail(kube, env, action):
+                counters.add("log-tail")
         elif isinstance(action, ClearManualRequest):
             if clear_request(kube, env, action.value):
                 counters.add("request-clear")

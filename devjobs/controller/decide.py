@@ -17,6 +17,17 @@ controller from writing). The rules, per Environment and for its current commit:
   cleared. A request's Jobs carry its id, so a restart in between creates nothing twice.
 - A Job of another commit (or a superseded spec) that has not finished is deleted and an
   Event says it was cancelled. Conditions describe the current commit only.
+- `runAs: InitContainer` jobs report from the workload's pods (labelled
+  `devjobs.dev/workload` with the init containers): False/Failed when their init
+  container failed in a pod whose devjobs init containers are the current ones, True
+  when all of theirs exited 0 (or the workload is Ready at this commit).
+- A `Job.*` condition whose job is no longer in the current commit's plan is removed
+  (`WriteConditions.remove`), not kept as Unknown: the plan is the Environment's list of
+  jobs, and a type nobody will update again would sit there forever (200 Environments x
+  every renamed job). Only when the plan cannot be resolved are they kept, as
+  Unknown/PlanFailed: then it is not known which of them still exist.
+- Finished Jobs' logs are kept (`SaveLogTail`, once per Job: the kept ConfigMap names
+  it) and their tail goes into the job's condition message, as `devjobs run` does.
 """
 
 from __future__ import annotations
@@ -98,6 +109,16 @@ class WriteConditions:
 
 
 @dataclass(frozen=True)
+class SaveLogTail:
+    """Keep the logs of a finished Job's pod (one ConfigMap per job key, owned by the
+    Environment), so they outlive the Job and its pods."""
+
+    job_name: str
+    key: str
+    pod: str
+
+
+@dataclass(frozen=True)
 class ClearManualRequest:
     value: str
     """Cleared only while the annotation still holds this value (a newer request stays)."""
@@ -112,7 +133,15 @@ class RecordEvent:
     type: str = "Normal"
 
 
-Action = CreateJob | DeleteJob | ApplyWorkload | WriteConditions | ClearManualRequest | RecordEvent
+Action = (
+    CreateJob
+    | DeleteJob
+    | ApplyWorkload
+    | SaveLogTail
+    | WriteConditions
+    | ClearManualRequest
+    | RecordEvent
+)
 
 
 @dataclass(frozen=True)
@@ -268,6 +297,15 @@ def _attempt(request_id: str) -> int:
     return int(request_id[:7], 16) + 1
 
 
+_IDENTITY = ("image", "command", "args", "env", "workingDir")
+
+
+def _runs_as(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
+    """Whether a pod's container is the one devjobs wants, by what it runs (admission
+    adds volume mounts, the service-account token's, to every container of a pod)."""
+    return all(_subset(want.get(k), have.get(k)) for k in _IDENTITY if k in want)
+
+
 def _failed(run: InitContainerRun) -> bool:
     return bool(run.waiting) or (run.exit_code or 0) != 0
 
@@ -292,7 +330,7 @@ def init_container_states(
     runs: dict[str, InitContainerRun] = {}
     for pod_runs in by_pod.values():  # newest pod first
         if {r.name for r in pod_runs} != set(want) or not all(
-            _subset(want[r.name], json.loads(r.spec)) for r in pod_runs
+            _runs_as(want[r.name], json.loads(r.spec)) for r in pod_runs
         ):
             continue
         for seen in pod_runs:  # any replica's failure counts; else the newest run
@@ -436,6 +474,7 @@ def reconcile(observed: Observed, settings: Settings | None = None) -> list[Acti
 
     manual_actions = _manual(observed, plan, options, existing)
     actions += manual_actions
+    actions += _log_tails(observed, at_current)
 
     # Conditions only when nothing is being created or deleted this round: the Jobs'
     # own events bring the next round, which writes the settled state once.
@@ -463,8 +502,41 @@ def reconcile(observed: Observed, settings: Settings | None = None) -> list[Acti
         )
         if remove or merge_conditions(observed.conditions, conditions, now=_EPOCH) is not None:
             actions.append(WriteConditions(tuple(conditions), remove))
-    order = (DeleteJob, ApplyWorkload, CreateJob, ClearManualRequest, WriteConditions, RecordEvent)
+    order = (DeleteJob, ApplyWorkload, CreateJob, ClearManualRequest, SaveLogTail,
+             WriteConditions, RecordEvent)  # fmt: skip
     return sorted(actions, key=lambda a: order.index(type(a)))
+
+
+def newest_finished(observed: Observed, at_current: Any) -> dict[str, JobObs]:
+    """Job key -> the newest finished Job of the current commit (lifecycle or Manual run)."""
+    newest: dict[str, JobObs] = {}
+    for job in observed.jobs:
+        if job.deleting or not job.state.phase.finished or not at_current(job):
+            continue
+        known = newest.get(job.key)
+        if known is None or (job.created, job.name) > (known.created, known.name):
+            newest[job.key] = job
+    return newest
+
+
+def _log_tails(observed: Observed, at_current: Any) -> list[Action]:
+    """Keep the logs of each job's newest finished run of this commit, once (the kept
+    ConfigMap names the Job it came from); not when its pod is already gone."""
+    actions: list[Action] = []
+    for key, job in sorted(newest_finished(observed, at_current).items()):
+        kept = observed.log_tails.get(key)
+        if job.pod and (kept is None or kept.job_name != job.name):
+            actions.append(SaveLogTail(job.name, key, job.pod))
+    return actions
+
+
+def main_log(observed: Observed, state: JobState) -> str:
+    """The kept tail of the job's own container (not the clone's or a setup step's)."""
+    kept = observed.log_tails.get(state.key)
+    if kept is None or not state.job_name or kept.job_name != state.job_name:
+        return ""
+    own = [k for k in kept.logs if not k.startswith(DEVJOBS_INIT_PREFIX)]  # clone, setup
+    return "\n".join(kept.logs[k] for k in own)
 
 
 def _manual(
@@ -636,7 +708,9 @@ def _conditions(
     states += [s for s in manual_states if (s.source, s.job) not in lifecycle_keys]
     conditions = [
         job_condition(
-            dataclasses.replace(state, message=f"{label}: {state.message}"), generation=generation
+            dataclasses.replace(state, message=f"{label}: {state.message}"),
+            generation=generation,
+            log_tail=main_log(observed, state) if state.phase.finished else "",
         )
         for state in states
     ]

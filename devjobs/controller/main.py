@@ -28,10 +28,12 @@ from typing import Any
 from devjobs.controller import act
 from devjobs.controller.decide import Settings, reconcile
 from devjobs.controller.observe import BUILD_LABEL, WORKLOAD_LABEL, observe
+from devjobs.controller.report import Reporting
 from devjobs.errors import DevjobsError
 from devjobs.resolver.models import JobPlan
 from devjobs.runner import environment as envmod
 from devjobs.runner.kubeapi import Kube, KubeError, iter_lines
+from devjobs.runner.logstore import LABEL_COMPONENT as LOG_COMPONENT_LABEL
 from devjobs.runner.render import LABEL_ENVIRONMENT
 
 log = logging.getLogger("devjobs.controller")
@@ -255,10 +257,17 @@ def resolve_plan(
 
 
 class Controller:
-    def __init__(self, kube: Kube, config: Config, resolver: PlanResolver = resolve_plan) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        config: Config,
+        resolver: PlanResolver = resolve_plan,
+        reporting: Reporting | None = None,
+    ) -> None:
         self.kube = kube
         self.config = config
         self.resolver = resolver
+        self.reporting = reporting if reporting is not None else Reporting()
         self.queue = WorkQueue()
         self.stats = Stats()
         self._failures: dict[Key, int] = {}
@@ -285,6 +294,9 @@ class Controller:
             ("Pod", "v1", "/api/v1", "pods", {"labelSelector": MANAGED}, False),
             # The workload's pods that run devjobs' init containers (InitContainer jobs).
             ("WorkloadPod", "v1", "/api/v1", "pods", {"labelSelector": WORKLOAD_LABEL}, False),
+            # Kept log tails (runner.logstore): which Job's logs each one holds.
+            ("ConfigMap", "v1", "/api/v1", "configmaps",
+             {"labelSelector": f"{LOG_COMPONENT_LABEL}=log-tail"}, False),
             ("Deployment", "apps/v1", "/apis/apps/v1", "deployments",
              {"fieldSelector": f"metadata.name={self.config.workload}"}, False),
         ]  # fmt: skip
@@ -414,13 +426,17 @@ class Controller:
             jobs=in_ns,
             pods=[o for o in self._items("Pod") if _key(o)[0] == namespace],
             workload_pods=[o for o in self._items("WorkloadPod") if _key(o)[0] == namespace],
+            log_configmaps=[o for o in self._items("ConfigMap") if _key(o)[0] == namespace],
             workload_name=self.config.workload,
         )
         actions = reconcile(observed, self.config.settings)
         if actions:
             if any(type(a).__name__ == "CreateJob" for a in actions):
                 self.stats.first_create.setdefault(key, time.monotonic())
-            act.execute(self.kube, observed.environment, actions, self.stats.counters)
+            act.execute(
+                self.kube, observed.environment, actions, self.stats.counters, self.reporting
+            )
+        self.reporting.post_statuses(self.kube, observed)
         if retry is None:
             self._failures.pop(key, None)
         return retry

@@ -10,6 +10,7 @@ which job, commit, trigger and request each one is for).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 WORKLOAD_LABEL = naming.label("workload")
 """On the workload's pod template (applied with devjobs' init containers): the
 Environment whose InitContainer jobs its pods run. The controller watches pods by it."""
+LOG_JOB_ANNOTATION = naming.label("job-name")
+"""On a log-tail ConfigMap (`runner.logstore`): the Job whose pod's logs it holds, so a
+finished Job's logs are kept once and a later run of the same job replaces them."""
 PROVISIONING_PHASES = frozenset({"", "Pending", "Provisioning"})
 """Phases before Catalyst has provisioned the environment (the CRD lists Pending too)."""
 
@@ -108,6 +112,18 @@ class JobObs:
     terminal: bool = False
     """The Job itself has ended (Complete or Failed): nothing left to cancel. A Job whose
     pod cannot pull its image is reported Failed but still holds a pod until cancelled."""
+    pod: str | None = None
+    """Its newest pod (whose logs are kept when the job ends), if it still has one."""
+
+
+@dataclass(frozen=True)
+class LogTail:
+    """A kept log tail (`runner.logstore` ConfigMap) of one job of this Environment."""
+
+    key: str
+    job_name: str
+    logs: Mapping[str, str]
+    """`<container>.log` -> tail."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,8 @@ class Observed:
     jobs: tuple[JobObs, ...] = ()
     manual: ManualRequest | None = None
     workload_name: str = "web"
+    log_tails: Mapping[str, LogTail] = dataclasses.field(default_factory=dict)
+    """Job key -> its kept log tail."""
 
 
 # --- builders from API JSON ---------------------------------------------------------
@@ -294,7 +312,36 @@ def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs
             _map(c).get("type") in ("Complete", "Failed") and _map(c).get("status") == "True"
             for c in _list(_map(job.get("status")).get("conditions"))
         ),
-    )
+        pod=max(
+            (
+                (str(_map(p.get("metadata")).get("creationTimestamp") or ""),
+                 str(_map(p.get("metadata")).get("name") or ""))
+                for p in pods
+            ),
+            default=(None, None),
+        )[1],
+    )  # fmt: skip
+
+
+def log_tails(
+    configmaps: Sequence[Mapping[str, Any]], env: envmod.Environment
+) -> dict[str, LogTail]:
+    from devjobs.runner.logstore import ANNOTATION_ENVIRONMENT, ANNOTATION_JOB_KEY
+
+    tails: dict[str, LogTail] = {}
+    for cm in configmaps:
+        meta = _map(cm.get("metadata"))
+        annotations = _map(meta.get("annotations"))
+        if meta.get("namespace") != env.namespace:
+            continue
+        if annotations.get(ANNOTATION_ENVIRONMENT) != env.name:
+            continue
+        key = str(annotations.get(ANNOTATION_JOB_KEY) or "")
+        if key:
+            tails[key] = LogTail(
+                key, str(annotations.get(LOG_JOB_ANNOTATION) or ""), dict(_map(cm.get("data")))
+            )
+    return tails
 
 
 def environment_label(env_name: str) -> str:
@@ -327,6 +374,7 @@ def observe(
     jobs: Sequence[Mapping[str, Any]] = (),
     pods: Sequence[Mapping[str, Any]] = (),
     workload_pods: Sequence[Mapping[str, Any]] = (),
+    log_configmaps: Sequence[Mapping[str, Any]] = (),
     workload_name: str = "web",
 ) -> Observed:
     """Assemble an `Observed` from API objects (those of other environments are ignored)."""
@@ -367,4 +415,5 @@ def observe(
         ),
         manual=manual_request(env_obj),
         workload_name=workload_name,
+        log_tails=log_tails(log_configmaps, env),
     )

@@ -1,0 +1,145 @@
+"""The controller's reporting beyond conditions, as `devjobs run` does it: log tails that
+outlive the pods (`runner.logstore`) and GitHub commit statuses (`runner.github`).
+
+Neither may fail a job or stop a reconcile: a log tail that cannot be kept or a status
+GitHub refuses is logged and recorded once as a Warning Event on the Environment, and
+the next reconcile of that Environment tries again (GitHub: only when the state changed;
+`GitHubStatuses` drops repeats of what this process already posted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from devjobs.controller.decide import RecordEvent, SaveLogTail
+from devjobs.controller.observe import LOG_JOB_ANNOTATION, JobObs, Observed
+from devjobs.errors import DevjobsError
+from devjobs.runner import environment as envmod
+from devjobs.runner import naming
+from devjobs.runner.github import GitHubStatuses, post_job_status, state_for
+from devjobs.runner.jobstate import JobState
+from devjobs.runner.kubeapi import Kube, KubeError
+
+log = logging.getLogger("devjobs.controller")
+
+TOKEN_ENV = "DEVJOBS_GITHUB_TOKEN"
+"""The token, from a Secret (`deploy/deployment.yaml`: secret `devjobs-github`, key
+`token`, optional). Never a flag: flags show in `ps` and in the pod spec."""
+
+
+def github_from_env(
+    api_url: str = "https://api.github.com", target_url: str | None = None
+) -> GitHubStatuses | None:
+    """A client when `DEVJOBS_GITHUB_TOKEN` is set (and not empty), else None. Short
+    waits: a rate limit longer than 10s is reported, not slept through in a worker."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        return None
+    return GitHubStatuses(
+        token, api_url=api_url, target_url_template=target_url, max_retries=2, max_wait=10.0
+    )
+
+
+@dataclass
+class Reporting:
+    github: GitHubStatuses | None = None
+    posted: int = 0
+    _warned: set[str] = field(default_factory=set)
+    _posted_states: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+    """(Environment, job key, commit) -> (Job, GitHub state) last posted."""
+
+    # -- log tails
+
+    def save_log_tail(self, kube: Kube, env: envmod.Environment, action: SaveLogTail) -> bool:
+        """Read the pod's (init) container logs and keep their tails; False when nothing
+        was written (pod gone, or an error, which becomes a Warning Event)."""
+        from devjobs.runner.logstore import fetch_log_tails, log_configmap
+
+        try:
+            pod = kube.get(f"/api/v1/namespaces/{quote(env.namespace)}/pods/{quote(action.pod)}")
+            if pod is None:
+                return False
+            tails = fetch_log_tails(kube.api_client, env.namespace, pod)
+            owner = {
+                "apiVersion": envmod.API_VERSION,
+                "kind": envmod.KIND,
+                "metadata": {"name": env.name, "namespace": env.namespace, "uid": env.uid},
+            }
+            body = log_configmap(env.namespace, owner, action.key, tails)
+            body["metadata"]["annotations"][LOG_JOB_ANNOTATION] = action.job_name
+            kube.apply(body)
+        except (DevjobsError, KubeError) as error:
+            text = f"log tail of {action.key} (Job {action.job_name}) not kept: {error}"
+            self._warn(kube, env, f"logs/{action.key}", "LogTailNotKept", text)
+            return False
+        log.info("%s: kept the log tail of %s (Job %s)", env.ref, action.key, action.job_name)
+        return True
+
+    # -- GitHub
+
+    def post_statuses(self, kube: Kube, observed: Observed) -> int:
+        """A commit status per job of the current commit (its newest run), and per
+        cancelled run of an older commit; returns how many requests were made."""
+        if self.github is None or observed.plan is None:
+            return 0
+        env = observed.environment
+        urls = {s.name: s.repository_url for s in observed.plan.sources}
+        newest: dict[tuple[str, str], JobObs] = {}
+        for job in observed.jobs:
+            if not job.commit:
+                continue
+            known = newest.get((job.key, job.commit))
+            if known is None or (job.created, job.name) > (known.created, known.name):
+                newest[(job.key, job.commit)] = job
+        made = 0
+        for (key, commit), job in sorted(newest.items()):
+            state = job.state
+            if state.commit is None:
+                state = _with_commit(state, commit)
+            # One status per GitHub state: a pending job's detail (waiting for a pod,
+            # running, its pod done before the Job is) changes often, and each change
+            # would be another request.
+            seen = (env.ref, key, commit)
+            if self._posted_states.get(seen) == (job.name, state_for(state.phase)):
+                continue
+            try:
+                if post_job_status(self.github, urls.get(key.partition("/")[0]), state):
+                    made += 1
+                self._posted_states[seen] = (job.name, state_for(state.phase))
+            except DevjobsError as error:
+                text = f"commit status of {key} not posted: {error}"
+                what = f"github/{key}/{commit}/{state.phase.value}"
+                self._warn(kube, env, what, "GitHubStatusFailed", text)
+        self.posted += made
+        return made
+
+    def _warn(
+        self, kube: Kube, env: envmod.Environment, key: str, reason: str, message: str
+    ) -> None:
+        log.warning("%s: %s", env.ref, message)
+        if f"{env.ref}\0{key}" in self._warned:
+            return  # one Event per failure, not one per reconcile
+        self._warned.add(f"{env.ref}\0{key}")
+        from devjobs.controller.act import record_event
+
+        event = RecordEvent(
+            name=naming.dns_label(env.name, "report", suffix=naming.digest(f"{key}\0{message}")),
+            reason=reason,
+            message=message[:1024],
+            type="Warning",
+        )
+        try:
+            record_event(kube, env, event)
+        except KubeError as error:
+            log.warning("%s: event not recorded: %s", env.ref, error)
+
+
+def _with_commit(state: JobState, commit: str) -> JobState:
+    return dataclasses.replace(state, commit=commit)
+
+
+__all__ = ["TOKEN_ENV", "Reporting", "github_from_env"]
