@@ -12,6 +12,12 @@ cluster has no node, so 200 build Jobs could not succeed; the path from the watc
 the applied Jobs is the same one a succeeded build Job takes (tests/test_controller_cluster.py
 covers that trigger on a real node). Leader election is off (its Lease renewals are
 inherent: lease 15s, renew every 5s = 12 writes/min, counted apart from these figures).
+
+Measured after the controller gained its workload-pod and log-tail ConfigMap informers,
+init-container results, condition removal and GitHub/log reporting (same machine, same
+hour, the commit before those changes in parentheses): p50 1.36s (1.56s), p99 2.42s
+(2.84s); idle 60s: 0 writes, 0 requests, 0 reconciles (same); status writes 2173 (2187);
+RSS 154 MiB (153 MiB). No node here: no pods ever run, so no log tails are kept.
 """
 
 from __future__ import annotations
