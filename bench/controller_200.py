@@ -81,7 +81,8 @@ def run(args: Any, client: Any, url: str, sha: str, work: Path, stop: threading.
 
     crds.install(client, crds.catalyst_crd_files())
     crds.install(client, crds.project_crd_files())
-    core, custom = k.CoreV1Api(client), k.CustomObjectsApi(client)
+    core: Any = k.CoreV1Api(client)
+    custom: Any = k.CustomObjectsApi(client)
     core.create_namespace({"metadata": {"name": NS}})
     jobs = [
         {"name": f"job-{i}", "trigger": "PostBuild", "command": ["true"], "image": "busybox:1"}

@@ -49,10 +49,11 @@ class Catalyst:
 
         self.ns = namespace
         self.image = image
-        self.custom = k.CustomObjectsApi(client)
-        self.batch = k.BatchV1Api(client)
-        self.apps = k.AppsV1Api(client)
-        self.core = k.CoreV1Api(client)
+        # Any: the generated client's models are not what the tests pass (plain dicts).
+        self.custom: Any = k.CustomObjectsApi(client)
+        self.batch: Any = k.BatchV1Api(client)
+        self.apps: Any = k.AppsV1Api(client)
+        self.core: Any = k.CoreV1Api(client)
 
     def create_project(self, url: str) -> None:
         jobs = [
@@ -300,7 +301,7 @@ def test_jobs_run_by_themselves_through_the_lifecycle_and_survive_a_restart(
         30,
     )
     # The clone image does not exist on the node: each job is reported Failed, not stuck.
-    failed = wait(
+    failed: Any = wait(
         "conditions of every job",
         lambda: (
             (c := catalyst.conditions())
