@@ -6,7 +6,6 @@ renderer and the run path never index into raw dicts. Errors name the CR field p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,25 +161,15 @@ def from_dict(obj: Any, place: str = "Environment") -> Environment:
 
 
 def load_file(path: Path) -> Environment:
-    """Read an Environment from a YAML or JSON file (one document)."""
-    import yaml
+    """The Environment in a YAML or JSON file, which may hold other documents too (the
+    Project it belongs to, say): exactly one `kind: Environment` is expected."""
+    from devjobs.resolver.documents import load_documents
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DevjobsError(str(path), error.strerror or str(error)) from None
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-            if len(docs) != 1:
-                raise DevjobsError(str(path), f"expected one document, found {len(docs)}")
-            data = docs[0]
-    except json.JSONDecodeError as error:
-        raise DevjobsError(f"{path}:{error.lineno}:{error.colno}", error.msg) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise DevjobsError(where, str(getattr(error, "problem", error))) from None
-    return from_dict(data, place=str(path))
+    found = [
+        document
+        for document in load_documents(path)
+        if isinstance(document.value, dict) and document.value.get("kind") == "Environment"
+    ]
+    if len(found) != 1:
+        raise DevjobsError(str(path), f"expected one Environment, found {len(found)}")
+    return from_dict(found[0].value, place=found[0].place(""))
