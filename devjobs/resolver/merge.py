@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from devjobs.errors import DevjobsError
+from devjobs.resolver.lifecycle import CommandReader
 from devjobs.resolver.models import (
     JobConfig,
     JobSpec,
@@ -57,18 +58,17 @@ class Merged:
     warnings: list[str]
 
 
-def to_command(value: Any) -> tuple[list[str] | None, dict[str, list[str]] | None]:
-    """The three devcontainer command forms: string -> sh -c, list -> argv, object -> parallel."""
-    if isinstance(value, str):
-        return ["/bin/sh", "-c", value], None
-    if isinstance(value, list):
-        return list(value), None
-    parallel: dict[str, list[str]] = {}
-    for key, entry in value.items():
-        argv, _ = to_command(entry)
-        assert argv is not None
-        parallel[key] = argv
-    return None, parallel
+def to_command(
+    value: Any, where: Callable[[str], str]
+) -> tuple[list[str] | None, dict[str, list[str]] | None]:
+    """A CR job's command in any of the three devcontainer forms, read by the same
+    reader as devcontainer.json (string -> sh -c, list -> argv, object -> parallel);
+    CR values are used as written, without variable substitution."""
+    reader = CommandReader(text=lambda text, _path: text, place=lambda _path: where("command"))
+    command = reader.read(value, ["command"])
+    if command is None:
+        raise DevjobsError(where("command"), "command must not be empty")
+    return command.argv, command.parallel
 
 
 def merge_source(
@@ -135,7 +135,7 @@ def _override(
     values = base.model_dump()
     given = _fields(spec)
     if "command" in given and spec.command is not None:
-        values["command"], values["parallel"] = to_command(spec.command)
+        values["command"], values["parallel"] = to_command(spec.command, project_job.where)
     for name in ("trigger", "working_dir", "timeout_seconds", "retries", "run_as"):
         if name in given and getattr(spec, name) is not None:
             values[name] = getattr(spec, name)
@@ -158,7 +158,7 @@ def _new_job(
 ) -> JobConfig:
     if spec.command is None:
         raise DevjobsError(project_job.where("command"), f"job {name!r} needs a command")
-    command, parallel = to_command(spec.command)
+    command, parallel = to_command(spec.command, project_job.where)
     return _build(
         {
             "name": name,
