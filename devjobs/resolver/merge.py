@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from devjobs.errors import DevjobsError
-from devjobs.resolver.lifecycle import CommandReader
+from devjobs.resolver.lifecycle import SETUP_COMMANDS, CommandReader
 from devjobs.resolver.models import (
     JobConfig,
     JobSpec,
@@ -29,7 +29,8 @@ from devjobs.resolver.models import (
 )
 from devjobs.resolver.names import normalise_name
 
-SETUP_JOBS = ("on-create", "update-content", "post-create")
+SETUP_JOBS = tuple(name for _, name in SETUP_COMMANDS)
+"""The devcontainer's setup steps as job names: `on-create`, `update-content`, `post-create`."""
 
 
 @dataclass(frozen=True)
