@@ -162,11 +162,12 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 
 @pytest.mark.tier2
-def test_devjobs_run_at_predeploy_follows_the_rollout_and_fails_on_a_failing_init_container(
-    kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Any
+def test_devjobs_run_at_predeploy_follows_the_rollout_and_reports_the_init_container_job(
+    kube_api: Any, kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Any
 ) -> None:
     import io
     import json
+    import sys
 
     from devjobs.cli import build_parser
     from devjobs.runner.cluster_run import run_on_cluster
@@ -204,12 +205,57 @@ def test_devjobs_run_at_predeploy_follows_the_rollout_and_fails_on_a_failing_ini
         )  # fmt: skip
         return run_on_cluster(args, kube=kube, out=out), out.getvalue()
 
+    def conditions() -> dict[str, dict[str, Any]]:
+        env = kube.get(
+            f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments/pr-5"
+        )
+        assert env is not None
+        return {c["type"]: c for c in (env.get("status") or {}).get("conditions") or []}
+
+    def devjobs_logs() -> str:
+        from devjobs.cli import logs
+
+        args = build_parser().parse_args(
+            ["logs", "--kubeconfig", str(kubeconfig), "--environment", f"{namespace}/pr-5",
+             "migrate"]
+        )  # fmt: skip
+        buffer = io.StringIO()
+        old, sys.stdout = sys.stdout, buffer
+        try:
+            assert logs.run(args) == 0
+        finally:
+            sys.stdout = old
+        return buffer.getvalue()
+
+    kubeconfig = kube_api.kubeconfig
     migrate("echo migrating; exit 4")
     code, out = devjobs_run()
     assert code == 1, out
     assert "init container devjobs-web-migrate of pod web-" in out, out
     assert "exited with code 4: the workload is held back" in out
+    failed = conditions()
+    assert failed["Job.web.migrate"]["status"] == "False", failed
+    assert failed["Job.web.migrate"]["reason"] == "Failed"
+    message = failed["Job.web.migrate"]["message"]
+    assert "init container devjobs-web-migrate of web pod web-" in message, message
+    assert "exited with code 4" in message and "migrating" in message, message
+    assert failed["JobsSucceeded"]["status"] == "False"
+    assert "migrating" in devjobs_logs()
+
     migrate("echo migrated")
     code, out = devjobs_run()
     assert code == 0, out
     assert "deployment/web: 1 devjobs init containers succeeded" in out
+    fixed = conditions()
+    assert fixed["Job.web.migrate"]["status"] == "True", fixed
+    assert fixed["JobsSucceeded"]["status"] == "True"
+    # The pod that ran it is gone (the Deployment is scaled away): the kept tail remains.
+    kube.request(
+        "PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+        body={"spec": {"replicas": 0}}, content_type="application/merge-patch+json",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while kube.list(f"/api/v1/namespaces/{namespace}/pods", "app=web")["items"]:
+        assert time.monotonic() < deadline, "the workload's pods were not deleted"
+        time.sleep(0.5)
+    assert devjobs_logs() == "migrated\n"

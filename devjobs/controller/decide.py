@@ -44,7 +44,6 @@ from devjobs.controller.observe import (
     REQUEST_ANNOTATION,
     WORKLOAD_LABEL,
     BuildObs,
-    InitContainerRun,
     JobObs,
     Observed,
     environment_label,
@@ -61,16 +60,17 @@ from devjobs.runner.conditions import (
     merge_conditions,
 )
 from devjobs.runner.environment import Environment
-from devjobs.runner.jobstate import JobState, Phase
+from devjobs.runner.jobstate import JobState, Phase, spec_subset
+from devjobs.runner.jobstate import init_container_states as shared_init_states
 from devjobs.runner.render import (
     RenderedJob,
     RenderOptions,
-    _entries,
     find_job,
     render,
     revision_of,
     setup_step_keys,
 )
+from devjobs.runner.workload import init_jobs
 
 PRE_DEPLOY_GATE = "PreDeployJobsSucceeded"
 """Aggregate of the current commit's PreDeploy Jobs: what a deploy should wait for."""
@@ -226,19 +226,6 @@ def workload_at_commit(observed: Observed, current: Mapping[str, str]) -> bool |
     return None
 
 
-def _subset(want: Any, have: Any) -> bool:
-    """`want` (what devjobs applies) is already in `have` (the object with server defaults)."""
-    if isinstance(want, Mapping):
-        return isinstance(have, Mapping) and all(_subset(v, have.get(k)) for k, v in want.items())
-    if isinstance(want, list):
-        return (
-            isinstance(have, list)
-            and len(want) == len(have)
-            and all(_subset(w, h) for w, h in zip(want, have, strict=True))
-        )
-    return bool(want == have)
-
-
 def with_workload_label(patch: Mapping[str, Any], env: Environment) -> dict[str, Any]:
     """The runner's workload patch plus `WORKLOAD_LABEL` on the pod template when it adds
     init containers, so the controller can watch the pods that run them (and only those)."""
@@ -273,7 +260,7 @@ def workload_patch_needed(observed: Observed, patch: Mapping[str, Any]) -> bool:
     order = [n for n, _ in workload.init_containers if n in {c["name"] for c in wanted}]
     if order != [c["name"] for c in wanted]:
         return True
-    return not all(_subset(c, have[c["name"]]) for c in wanted)
+    return not all(spec_subset(c, have[c["name"]]) for c in wanted)
 
 
 def _state(
@@ -297,83 +284,17 @@ def _attempt(request_id: str) -> int:
     return int(request_id[:7], 16) + 1
 
 
-_IDENTITY = ("image", "command", "args", "env", "workingDir")
-
-
-def _runs_as(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
-    """Whether a pod's container is the one devjobs wants, by what it runs (admission
-    adds volume mounts, the service-account token's, to every container of a pod)."""
-    return all(_subset(want.get(k), have.get(k)) for k in _IDENTITY if k in want)
-
-
-def _failed(run: InitContainerRun) -> bool:
-    return bool(run.waiting) or (run.exit_code or 0) != 0
-
-
 def init_container_states(
     observed: Observed, plan: JobPlan, wanted: Sequence[Mapping[str, Any]]
 ) -> dict[str, JobState]:
     """Job key -> state of each InitContainer job whose containers already ran in a
-    workload pod with the current spec (so: at the current commit): Failed when one of
-    its containers, or one before it (clone, setup, an earlier job), failed; Succeeded
-    when all of its containers exited 0. Jobs with no such run are left out (Waiting)."""
+    workload pod with the current spec (`runner.jobstate.init_container_states`, the
+    reading `devjobs run --trigger PreDeploy` shares). Jobs with no such run are left out
+    (Waiting)."""
     workload = observed.workload
-    if workload is None or not workload.init_runs or not wanted:
+    if workload is None:
         return {}
-    order = [str(c["name"]) for c in wanted]
-    want = {str(c["name"]): c for c in wanted}
-    # Only pods whose devjobs init containers are exactly the current ones count: a
-    # container can be the same at two commits (the clone's revision tells them apart).
-    by_pod: dict[str, list[InitContainerRun]] = {}
-    for seen in workload.init_runs:
-        by_pod.setdefault(seen.pod, []).append(seen)
-    runs: dict[str, InitContainerRun] = {}
-    for pod_runs in by_pod.values():  # newest pod first
-        if {r.name for r in pod_runs} != set(want) or not all(
-            _runs_as(want[r.name], json.loads(r.spec)) for r in pod_runs
-        ):
-            continue
-        for seen in pod_runs:  # any replica's failure counts; else the newest run
-            known = runs.get(seen.name)
-            if known is None or (not _failed(known) and _failed(seen)):
-                runs[seen.name] = seen
-    states: dict[str, JobState] = {}
-    for job in plan.jobs:
-        if job.run_as is not RunAs.INIT_CONTAINER:
-            continue
-        prefix = naming.dns_label("devjobs", job.source)
-        names = [
-            naming.container_name(*([prefix, job.name, suffix] if suffix else [prefix, job.name]))
-            for suffix, _ in _entries(job)
-        ]
-        if not names or not all(n in want for n in names):
-            continue
-        last = max(order.index(n) for n in names)
-        failed: tuple[str, InitContainerRun] | None = None
-        for name in order[: last + 1]:
-            run = runs.get(name)
-            if run is not None and _failed(run):
-                failed = (name, run)
-                break
-        if failed is not None:
-            name, run = failed
-            what = run.waiting or f"exited with code {run.exit_code}"
-            own = name in names
-            states[job.key] = JobState(
-                source=job.source, job=job.name, phase=Phase.FAILED,
-                reason="Failed" if own else "Blocked",
-                exit_code=run.exit_code if own and not run.waiting else None,
-                started=None, finished=None,
-                message=(f"init container {name} of {observed.workload_name} pod {run.pod} "
-                         f"{what}"),
-                commit=None, job_name=None,
-            )  # fmt: skip
-        elif all(n in runs and runs[n].exit_code == 0 for n in names):
-            states[job.key] = _state(
-                job, Phase.SUCCEEDED, "Succeeded",
-                f"ran as an init container of {observed.workload_name}",
-            )  # fmt: skip
-    return states
+    return shared_init_states(init_jobs(plan), workload.init_runs, wanted, observed.workload_name)
 
 
 # --- reconcile ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from devjobs.resolver.models import JobPlan
 from devjobs.runner import environment as envmod
 from devjobs.runner import naming
-from devjobs.runner.jobstate import JobState, job_state
+from devjobs.runner.jobstate import InitContainerRun, JobState, init_runs, job_state
 from devjobs.runner.render import (
     ANNOTATION_ATTEMPT,
     ANNOTATION_COMMIT,
@@ -63,20 +63,6 @@ class BuildObs:
     succeeded: bool
     failed: bool
     created: str = ""
-
-
-@dataclass(frozen=True)
-class InitContainerRun:
-    """One devjobs init container of one workload pod: its spec and how it went."""
-
-    pod: str
-    name: str
-    spec: str
-    """Canonical JSON of the container as the pod runs it (to match the current spec)."""
-    exit_code: int | None
-    """Of the last run that ended: 0 done, else failed (restarts keep the last failure)."""
-    waiting: str = ""
-    """A fatal waiting reason (image pull errors) with its message, else ''."""
 
 
 @dataclass(frozen=True)
@@ -198,53 +184,6 @@ def build_obs(job: Mapping[str, Any]) -> BuildObs:
         failed=failed and not done,
         created=str(meta.get("creationTimestamp") or ""),
     )
-
-
-def init_runs(pods: Sequence[Mapping[str, Any]], prefix: str) -> tuple[InitContainerRun, ...]:
-    """The init containers named `prefix*` of the (not deleting) pods, newest pod first."""
-    import json
-
-    from devjobs.runner.jobstate import FATAL_WAITING_REASONS
-
-    runs: list[InitContainerRun] = []
-    ordered = sorted(
-        pods, key=lambda p: str(_map(p.get("metadata")).get("creationTimestamp") or ""),
-        reverse=True,
-    )  # fmt: skip
-    for pod in ordered:
-        meta = _map(pod.get("metadata"))
-        if meta.get("deletionTimestamp"):
-            continue
-        specs = {
-            str(_map(c).get("name")): _map(c)
-            for c in _list(_map(pod.get("spec")).get("initContainers"))
-        }
-        statuses = {
-            str(_map(s).get("name")): _map(s)
-            for s in _list(_map(pod.get("status")).get("initContainerStatuses"))
-        }
-        for name, spec in specs.items():
-            if not name.startswith(prefix):
-                continue
-            status = statuses.get(name, {})
-            code: int | None = None
-            for key in ("state", "lastState"):
-                term = _map(_map(status.get(key)).get("terminated"))
-                if isinstance(term.get("exitCode"), int):
-                    code = int(term["exitCode"])
-                    if code != 0 or key == "state":
-                        break
-            waiting = _map(_map(status.get("state")).get("waiting"))
-            fatal = ""
-            if waiting.get("reason") in FATAL_WAITING_REASONS:
-                fatal = f"{waiting.get('reason')}: {waiting.get('message') or ''}".strip(": ")
-            runs.append(
-                InitContainerRun(
-                    pod=str(meta.get("name", "")), name=name,
-                    spec=json.dumps(spec, sort_keys=True), exit_code=code, waiting=fatal,
-                )
-            )  # fmt: skip
-    return tuple(runs)
 
 
 def workload_obs(

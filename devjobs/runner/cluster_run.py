@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from devjobs.errors import DevjobsError
 from devjobs.runner import environment as envmod
-from devjobs.runner.jobstate import JobState, Phase
+from devjobs.runner.jobstate import InitJob, InitResult, JobState, Phase
 from devjobs.runner.kubeapi import Kube, KubeError, collection_path, connect, describe
 from devjobs.runner.render import (
     ANNOTATION_ATTEMPT,
@@ -34,7 +34,7 @@ from devjobs.runner.render import (
 )
 
 if TYPE_CHECKING:
-    from devjobs.runner.report import CommitStatuses
+    from devjobs.runner.report import CommitStatuses, Reporter
 
 
 def add_cluster_arguments(parser: Any, *, selection: bool = True) -> None:
@@ -116,6 +116,18 @@ def run_on_cluster(
             f"devjobs: deployment/{patch['metadata']['name']}: {count} devjobs init containers\n"
         )
     out.flush()
+    from devjobs.runner.report import Reporter
+
+    reporter = Reporter(kube, environment, env_obj, err=sys.stderr)
+    init_names: list[str] = []
+    inits: list[InitJob] = []
+    if patch is not None and applied_patch is not None:
+        from devjobs.runner.workload import init_jobs
+
+        init_names = [c["name"] for c in patch["spec"]["template"]["spec"]["initContainers"]]
+        if init_names:
+            inits = init_jobs(plan, environment)
+    waiting = {init_state_name(j): rollout_pending(j, patch) for j in inits}
     statuses = None
     if github is not None:
         from devjobs.runner.report import CommitStatuses
@@ -124,97 +136,187 @@ def run_on_cluster(
         statuses = CommitStatuses(github, repositories, err=sys.stderr)
         for job in new_jobs:
             statuses.created(created_state(job))
+        for state in waiting.values():
+            statuses.created(state)
     if args.detach:
         return 0
     code = 0
+    states: dict[str, JobState] = {}
     if rendered.jobs:
         states = follow_jobs(
             kube, environment, env_obj, rendered.jobs, out, logs=not args.no_logs,
-            statuses=statuses,
+            statuses=statuses, reporter=reporter, also=waiting,
         )  # fmt: skip
-        code = print_summary(rendered.jobs, states, out)
-    if patch is not None and applied_patch is not None:
-        init_names = [c["name"] for c in patch["spec"]["template"]["spec"]["initContainers"]]
-        if init_names and follow_rollout(kube, applied_patch, init_names, out) != 0:
-            code = 1
+    init_states: dict[str, JobState] = {}
+    if init_names and applied_patch is not None:
+        init_states = follow_init_jobs(kube, applied_patch, inits, reporter, statuses, states, out)
+    if reporter.failed:
+        out.write("devjobs: reporting failed (see warnings above)\n")
+    if rendered.jobs or init_states:
+        code = print_summary(rendered.jobs, states, out, init_states)
     return code
 
 
 ROLLOUT_TIMEOUT_SECONDS = 600.0
 
 
+def init_state_name(job: InitJob) -> str:
+    """The key of an InitContainer job among the Job-name-keyed states of a run."""
+    from devjobs.runner.report import INIT_STATE_PREFIX
+
+    return f"{INIT_STATE_PREFIX}{job.key}"
+
+
+def rollout_pending(job: InitJob, patch: Mapping[str, Any] | None) -> JobState:
+    workload = patch["metadata"]["name"] if patch else "the workload"
+    return JobState(
+        source=job.source, job=job.job, phase=Phase.PENDING, reason="Pending",
+        exit_code=None, started=None, finished=None,
+        message=f"runs as an init container of {workload}", commit=job.commit, job_name=None,
+    )  # fmt: skip
+
+
+def follow_init_jobs(
+    kube: Kube,
+    deployment: Mapping[str, Any],
+    jobs: Sequence[InitJob],
+    reporter: Reporter,
+    statuses: CommitStatuses | None,
+    job_states: Mapping[str, JobState],
+    out: TextIO,
+    timeout: float = ROLLOUT_TIMEOUT_SECONDS,
+) -> dict[str, JobState]:
+    """Follow the rollout (`follow_rollout`) and report the InitContainer jobs like Jobs:
+    their conditions with the Jobs' in the aggregate, log tails of their containers from
+    the pod that decided them, GitHub statuses. Returns `init_state_name` -> state."""
+    names = {init_state_name(j): j for j in jobs}
+
+    def on_change(results: Mapping[str, InitResult], pods: Mapping[str, Mapping[str, Any]]) -> None:
+        states = {n: results[j.key].state for n, j in names.items() if j.key in results}
+        logs_from = {
+            n: (pods[results[j.key].pod], j.containers)
+            for n, j in names.items()
+            if j.key in results and results[j.key].pod in pods
+        }
+        pending = {n: rollout_pending(j, deployment) for n, j in names.items()}
+        reporter.report({**job_states, **pending, **states}, logs_from=logs_from)
+        if statuses is not None:
+            statuses.changed(states)
+
+    results = follow_rollout(kube, deployment, jobs, out, timeout=timeout, on_change=on_change)
+    final = {n: results[j.key].state for n, j in names.items() if j.key in results}
+    reporter.report({**job_states, **final}, final=True)
+    if statuses is not None:
+        statuses.changed(final)
+    return final
+
+
 def follow_rollout(
     kube: Kube,
     deployment: Mapping[str, Any],
-    names: Sequence[str],
+    jobs: Sequence[InitJob],
     out: TextIO,
     timeout: float = ROLLOUT_TIMEOUT_SECONDS,
-) -> int:
-    """Follow the workload's rollout after the PreDeploy patch: the new ReplicaSet's pods
-    run devjobs' init containers `names`; 0 when one pod ran them all successfully, 1 as
-    soon as one of them fails (the pod is held back: a failed job), or on timeout."""
+    on_change: Callable[[Mapping[str, InitResult], Mapping[str, Mapping[str, Any]]], None]
+    | None = None,
+) -> dict[str, InitResult]:
+    """Follow the workload's rollout after the PreDeploy patch (`deployment`, as applied):
+    watch its pods and read their devjobs init containers with
+    `jobstate.init_container_results` (the controller's reading) until every InitContainer
+    job has a result: Failed as soon as its container (or one before it) fails - the pod
+    is held back -, Succeeded when all of its containers exited 0. On timeout the jobs
+    without a result are Failed (`DeadlineExceeded`). Returns job key -> result."""
     import time
+
+    from devjobs.runner.jobstate import init_container_results, init_runs
 
     meta = deployment["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    generation = int(meta.get("generation") or 0)
-    apps = collection_path("apps/v1", "Deployment", namespace)
+    wanted = [
+        c
+        for c in deployment["spec"]["template"]["spec"].get("initContainers") or []
+        if str(c.get("name", "")).startswith("devjobs-")
+    ]
+    match = (deployment["spec"].get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(match.items())) or None
     pods_path = collection_path("v1", "Pod", namespace)
-    rs_path = f"/apis/apps/v1/namespaces/{namespace}/replicasets"
     deadline = time.monotonic() + timeout
+    pods: dict[str, dict[str, Any]] = {}
+    results: dict[str, InitResult] = {}
+    said: set[str] = set()
+
+    def update() -> bool:
+        nonlocal results
+        runs = init_runs(list(pods.values()), "devjobs-")
+        now = init_container_results(jobs, runs, wanted, name)
+        if now != results:
+            results = now
+            for key, result in sorted(now.items()):
+                if key in said:
+                    continue
+                said.add(key)
+                if result.state.reason == "Failed":
+                    what = result.state.message.split(f" pod {result.pod} ", 1)[-1]
+                    out.write(
+                        f"devjobs: deployment/{name}: init container {result.container} of pod "
+                        f"{result.pod} {what}: the workload is held back\n"
+                    )
+                elif result.state.reason == "Blocked":
+                    out.write(f"devjobs: {key}: blocked: {result.state.message}\n")
+            out.flush()
+            if on_change is not None:
+                on_change(results, pods)
+        return all(j.key in results for j in jobs)
+
+    resource_version = ""
     while time.monotonic() < deadline:
         try:
-            current = kube.get(f"{apps}/{name}")
-            if current is None:
-                out.write(f"devjobs: deployment/{name} was deleted during its rollout\n")
-                return 1
-            status = current.get("status") or {}
-            revision = (current["metadata"].get("annotations") or {}).get(
-                "deployment.kubernetes.io/revision"
-            )
-            if int(status.get("observedGeneration") or 0) < generation or revision is None:
-                time.sleep(0.5)
-                continue
-            uid = current["metadata"]["uid"]
-            hashes = [
-                (rs["metadata"].get("labels") or {}).get("pod-template-hash")
-                for rs in kube.list(rs_path)["items"]
-                if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])
-                and (rs["metadata"].get("annotations") or {}).get(
-                    "deployment.kubernetes.io/revision"
+            if not resource_version:
+                listed = kube.list(pods_path, selector)
+                pods = {p["metadata"]["name"]: p for p in listed.get("items") or []}
+                resource_version = str(listed["metadata"]["resourceVersion"])
+                if update():
+                    break
+            left = max(1, int(deadline - time.monotonic()))
+            for event in kube.watch(pods_path, resource_version, selector, min(left, 60)):
+                obj = event.get("object") or {}
+                resource_version = str(
+                    (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                 )
-                == revision
-            ]
-            pods = kube.list(pods_path, f"pod-template-hash={hashes[0]}")["items"] if hashes else []
-        except KubeError as error:  # an API server blip: try again
-            out.write(f"devjobs: warning: following deployment/{name}: {describe(error)}\n")
-            time.sleep(1)
-            continue
-        for pod in pods:
-            done: set[str] = set()
-            for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
-                if cs.get("name") not in names:
+                if event.get("type") == "BOOKMARK":
                     continue
-                for key in ("state", "lastState"):
-                    term = (cs.get(key) or {}).get("terminated")
-                    if term and term.get("exitCode") not in (None, 0):
-                        out.write(
-                            f"devjobs: deployment/{name}: init container {cs['name']} of pod "
-                            f"{pod['metadata']['name']} exited with code {term['exitCode']}: "
-                            "the workload is held back\n"
-                        )
-                        out.flush()
-                        return 1
-                    if term and term.get("exitCode") == 0:
-                        done.add(str(cs["name"]))
-            if done >= set(names):
-                out.write(f"devjobs: deployment/{name}: {len(names)} devjobs init containers "
-                          "succeeded\n")  # fmt: skip
-                out.flush()
-                return 0
-        time.sleep(1)
+                if event.get("type") == "DELETED":
+                    pods.pop(obj["metadata"]["name"], None)
+                else:
+                    pods[obj["metadata"]["name"]] = obj
+                if update():
+                    break
+            else:
+                continue
+            break
+        except KubeError as error:  # too old a version (410), an API server blip: relist
+            if error.status not in (0, 410):
+                out.write(f"devjobs: warning: following deployment/{name}: {describe(error)}\n")
+                time.sleep(1)
+            resource_version = ""
+    if all(j.key in results for j in jobs):
+        if not any(r.state.phase is Phase.FAILED for r in results.values()):
+            count = len(wanted)
+            out.write(f"devjobs: deployment/{name}: {count} devjobs init containers succeeded\n")
+            out.flush()
+        return results
     out.write(f"devjobs: deployment/{name}: rollout not done after {timeout:.0f}s\n")
-    return 1
+    out.flush()
+    for job in jobs:
+        if job.key not in results:
+            state = JobState(
+                source=job.source, job=job.job, phase=Phase.FAILED,
+                reason="DeadlineExceeded", exit_code=None, started=None, finished=None,
+                message=f"{name}'s rollout did not run it within {timeout:.0f}s",
+                commit=job.commit, job_name=None,
+            )  # fmt: skip
+            results[job.key] = InitResult(state, "")
+    return results
 
 
 def github_client(args: argparse.Namespace) -> Any:
@@ -369,19 +471,25 @@ def follow_jobs(
     out: TextIO,
     logs: bool = True,
     statuses: CommitStatuses | None = None,
+    reporter: Reporter | None = None,
+    also: Mapping[str, JobState] | None = None,
 ) -> dict[str, JobState]:
+    """Follow the Jobs to their end, reporting each change; `also` are states reported
+    with theirs (InitContainer jobs still waiting for the rollout, so the aggregate
+    condition counts them)."""
     from devjobs.runner.follow import Follower, Target
     from devjobs.runner.naming import label_value
     from devjobs.runner.report import Reporter
 
     prefixes = job_prefixes(jobs)
     targets = [Target(j.name, j.key, prefixes[j.name], j.containers) for j in jobs]
-    reporter = Reporter(kube, environment, env_obj, err=sys.stderr)
+    reporter = reporter or Reporter(kube, environment, env_obj, err=sys.stderr)
+    extra = dict(also or {})
 
     stopped: set[str] = set()
 
     def on_change(states: dict[str, JobState]) -> None:
-        reporter.report(states)  # first: the condition and the log record are kept
+        reporter.report({**states, **extra})  # first: the condition and log record are kept
         if statuses is not None:
             statuses.changed(states)
         stop_stuck_jobs(kube, environment.namespace, states, stopped, out)
@@ -396,27 +504,32 @@ def follow_jobs(
         on_change=on_change,
     )
     states = follower.run()
-    reporter.report(states, final=True)
+    reporter.report({**states, **extra}, final=True)
     if statuses is not None:
         statuses.changed(states)
-    if reporter.failed:
-        out.write("devjobs: reporting failed (see warnings above)\n")
     return states
 
 
-def print_summary(jobs: Sequence[RenderedJob], states: Mapping[str, JobState], out: TextIO) -> int:
+def print_summary(
+    jobs: Sequence[RenderedJob],
+    states: Mapping[str, JobState],
+    out: TextIO,
+    init_states: Mapping[str, JobState] | None = None,
+) -> int:
+    """The summary table (Jobs, then InitContainer jobs); 1 when any did not succeed."""
     rows = [("JOB", "STATE", "REASON", "EXIT", "DURATION")]
     failed = False
-    for job in jobs:
-        state = states.get(job.name)
+    listed: list[tuple[str, JobState | None]] = [(j.key, states.get(j.name)) for j in jobs]
+    listed += [(s.key, s) for s in (init_states or {}).values()]
+    for key, state in listed:
         if state is None:
-            rows.append((job.key, "Unknown", "", "", ""))
+            rows.append((key, "Unknown", "", "", ""))
             failed = True
             continue
         failed = failed or state.phase is not Phase.SUCCEEDED
         rows.append(
             (
-                job.key,
+                key,
                 state.phase.value,
                 state.reason,
                 "" if state.exit_code is None else str(state.exit_code),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from devjobs.errors import DevjobsError
@@ -207,10 +207,12 @@ def fetch_log_tails(
     pod: Mapping[str, Any],
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    only: Collection[str] | None = None,
 ) -> dict[str, str]:
     """The tail of each (init) container's log of a pod (API JSON, with its status), read
-    from the kubelet before the pod goes away. Containers that never started (per the
-    pod's status) have no entry: the API server would answer an empty log, not an error."""
+    from the kubelet before the pod goes away; with `only`, of those containers only.
+    Containers that never started (per the pod's status) have no entry: the API server
+    would answer an empty log, not an error."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -222,7 +224,7 @@ def fetch_log_tails(
         c["name"]
         for field in ("initContainers", "containers")
         for c in spec.get(field) or []
-        if c.get("name") in started
+        if c.get("name") in started and (only is None or c.get("name") in only)
     ]
     lines = max(100, max_bytes // 40)  # server-side cut first; bytes are bounded below
     logs: dict[str, str] = {}

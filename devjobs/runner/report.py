@@ -10,7 +10,7 @@ a warning and changes nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -18,6 +18,10 @@ from devjobs.errors import DevjobsError
 from devjobs.runner.environment import Environment
 from devjobs.runner.jobstate import JobState
 from devjobs.runner.kubeapi import Kube, KubeError
+
+INIT_STATE_PREFIX = "init:"
+"""Names of InitContainer jobs' states among the Job-name-keyed states of a run (they
+have no Job: their logs come with `logs_from`)."""
 
 
 @dataclass
@@ -31,7 +35,16 @@ class Reporter:
     _written: dict[str, JobState] = field(default_factory=dict)
     _warned: set[str] = field(default_factory=set)
 
-    def report(self, states: Mapping[str, JobState], final: bool = False) -> None:
+    def report(
+        self,
+        states: Mapping[str, JobState],
+        final: bool = False,
+        logs_from: Mapping[str, tuple[Mapping[str, Any], Sequence[str]]] | None = None,
+    ) -> None:
+        """Write the conditions of `states` (state name -> state) and their aggregate, and
+        keep the log tail of each that finished: from its Job's newest pod, or for an
+        InitContainer job from `logs_from[name]` (the workload pod that ran it, and its
+        containers there)."""
         from devjobs.runner.conditions import aggregate_condition, job_condition
         from devjobs.runner.status import write_conditions
 
@@ -39,7 +52,11 @@ class Reporter:
             return
         for name, state in states.items():
             if state.phase.finished and name not in self._tails:
-                self._tails[name] = self._save_logs(name, state)
+                if logs_from is not None and name in logs_from:
+                    pod, containers = logs_from[name]
+                    self._tails[name] = self._save_pod_logs(state, pod, containers)
+                elif not name.startswith(INIT_STATE_PREFIX):
+                    self._tails[name] = self._save_logs(name, state)
         generation = self.environment.generation
         desired = [
             job_condition(s, generation=generation, log_tail=_main_tail(self._tails.get(n, {})))
@@ -73,6 +90,25 @@ class Reporter:
             save_log_tail(
                 self.kube.api_client, self.environment.namespace, self.env_obj, state.key, tails
             )
+            return tails
+        except (DevjobsError, KubeError) as error:
+            self._warn(f"logs {state.key}", f"log tail of {state.key} not kept: {error}")
+            return {}
+
+    def _save_pod_logs(
+        self, state: JobState, pod: Mapping[str, Any], containers: Sequence[str]
+    ) -> dict[str, str]:
+        from devjobs.runner.logstore import fetch_log_tails, save_log_tail
+
+        try:
+            tails = fetch_log_tails(
+                self.kube.api_client, self.environment.namespace, pod, only=containers
+            )
+            if tails:
+                save_log_tail(
+                    self.kube.api_client, self.environment.namespace, self.env_obj, state.key,
+                    tails,
+                )  # fmt: skip
             return tails
         except (DevjobsError, KubeError) as error:
             self._warn(f"logs {state.key}", f"log tail of {state.key} not kept: {error}")

@@ -18,8 +18,10 @@ from devjobs.resolver.models import JobPlan, RunAs
 from devjobs.runner import naming, workspace
 from devjobs.runner.environment import Environment
 from devjobs.runner.images import resolve_image
+from devjobs.runner.jobstate import InitJob
 from devjobs.runner.render import (
     RenderOptions,
+    _entries,
     container_security,
     revision_of,
     setup_steps,
@@ -29,6 +31,24 @@ from devjobs.runner.render import (
 from devjobs.runner.workspace import GitCredentials
 
 PREFIX = "devjobs"
+
+
+def init_jobs(plan: JobPlan, environment: Environment | None = None) -> list[InitJob]:
+    """The plan's `runAs: InitContainer` jobs with the names their containers get in the
+    workload (as `render_workload_patch` names them) and, given the Environment, the
+    commit each runs at."""
+    result = []
+    for job in plan.jobs:
+        if job.run_as is not RunAs.INIT_CONTAINER:
+            continue
+        prefix = naming.dns_label(PREFIX, job.source)
+        names = tuple(
+            naming.container_name(*([prefix, job.name, suffix] if suffix else [prefix, job.name]))
+            for suffix, _ in _entries(job)
+        )
+        commit = revision_of(plan, environment, job.source) if environment else None
+        result.append(InitJob(job.source, job.name, names, commit or None))
+    return result
 
 
 def render_workload_patch(
