@@ -388,3 +388,73 @@ def test_rbac_denial_of_the_read_is_a_clear_error(
         write_conditions(
             restricted, "default", "pr-1", [job_condition(_state(Phase.RUNNING), generation=1)]
         )
+
+
+def test_remove_drops_devjobs_conditions_in_the_same_patch_and_never_catalysts(
+    envs: Envs,
+) -> None:
+    envs.create()
+    envs.catalyst_update()
+    old = [_state(Phase.SUCCEEDED, "old", exit_code=0), _state(Phase.RUNNING, "test")]
+    first = [job_condition(s, generation=1) for s in old]
+    assert write_conditions(envs.client, envs.namespace, "pr-1", first, now=NOW) is True
+    before = envs.get()["metadata"]["resourceVersion"]
+
+    desired = [job_condition(_state(Phase.SUCCEEDED, "test", exit_code=0), generation=1)]
+    wrote = write_conditions(
+        envs.client, envs.namespace, "pr-1", desired, now=NOW,
+        remove=["Job.web.old", "Ready"],  # Ready is Catalyst's: never removed
+    )  # fmt: skip
+
+    assert wrote is True
+    conds = envs.conditions()
+    assert list(conds) == ["Ready", "Job.web.test"]
+    assert conds["Ready"] == ready()
+    assert conds["Job.web.test"]["status"] == "True"
+    assert envs.get()["metadata"]["resourceVersion"] != before
+
+
+def test_removing_alone_writes_and_removing_what_is_gone_writes_nothing(envs: Envs) -> None:
+    envs.create()
+    envs.catalyst_update()
+    kept = job_condition(_state(Phase.RUNNING, "test"), generation=1)
+    gone = job_condition(_state(Phase.RUNNING, "old"), generation=1)
+    write_conditions(envs.client, envs.namespace, "pr-1", [kept, gone], now=NOW)
+
+    assert (
+        write_conditions(
+            envs.client, envs.namespace, "pr-1", [kept], now=NOW, remove=["Job.web.old"]
+        )
+        is True
+    )
+    assert list(envs.conditions()) == ["Ready", "Job.web.test"]
+    version = envs.get()["metadata"]["resourceVersion"]
+    assert (
+        write_conditions(
+            envs.client, envs.namespace, "pr-1", [kept], now=NOW, remove=["Job.web.old"]
+        )
+        is False
+    )
+    assert envs.get()["metadata"]["resourceVersion"] == version
+
+
+def test_a_concurrent_catalyst_update_during_a_removal_is_retried_and_kept(envs: Envs) -> None:
+    envs.create()
+    write_conditions(
+        envs.client, envs.namespace, "pr-1",
+        [job_condition(_state(Phase.RUNNING, "old"), generation=1)], now=NOW,
+    )  # fmt: skip
+    calls: list[str] = []
+
+    def catalyst_writes_once(_: Any) -> None:
+        if not calls:
+            calls.append("x")
+            envs.catalyst_update(ready_message="redeployed")
+
+    assert write_conditions(
+        envs.client, envs.namespace, "pr-1", [], now=NOW, remove=["Job.web.old"],
+        after_read=catalyst_writes_once,
+    ) is True  # fmt: skip
+    conds = envs.conditions()
+    assert list(conds) == ["Ready"]
+    assert conds["Ready"]["message"] == "redeployed"

@@ -10,8 +10,7 @@ that was acted on, and Events have deterministic names (`409` means already reco
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,9 +27,7 @@ from devjobs.controller.decide import (
     WriteConditions,
 )
 from devjobs.controller.observe import RUN_ANNOTATION
-from devjobs.errors import DevjobsError
 from devjobs.runner import environment as envmod
-from devjobs.runner.conditions import is_devjobs_type, merge_conditions
 from devjobs.runner.kubeapi import FIELD_MANAGER, Kube, KubeError
 from devjobs.runner.status import write_conditions
 
@@ -80,11 +77,10 @@ def execute(
             counters.add("workload-apply")
             log.info("%s: applied init containers to %s", env.ref, action.patch["metadata"]["name"])
         elif isinstance(action, WriteConditions):
-            if action.remove:
-                wrote = replace_conditions(kube, env, action.conditions, action.remove)
-            else:
-                wrote = write_conditions(kube.api_client, env.namespace, env.name,
-                                         action.conditions)  # fmt: skip
+            wrote = write_conditions(
+                kube.api_client, env.namespace, env.name, action.conditions,
+                remove=action.remove, field_manager=FIELD_MANAGER,
+            )  # fmt: skip
             if wrote:
                 counters.add("status")
                 log.info("%s: conditions written", env.ref)
@@ -103,50 +99,6 @@ def env_path(env: envmod.Environment) -> str:
         f"/apis/{envmod.API_VERSION}/namespaces/{quote(env.namespace)}/"
         f"{envmod.PLURAL}/{quote(env.name)}"
     )
-
-
-def replace_conditions(
-    kube: Kube,
-    env: envmod.Environment,
-    desired: Sequence[Mapping[str, Any]],
-    remove: Sequence[str],
-    *,
-    max_attempts: int = 5,
-) -> bool:
-    """`status.write_conditions`, except that the condition types in `remove` are dropped
-    too (`merge_conditions` only adds and replaces: it keeps every type it is not given).
-    Same guard: a JSON patch of `/status/conditions` carrying the resourceVersion read, so
-    a concurrent write (Catalyst's) is refused with 409 and the read-merge-write repeats.
-    Only devjobs' own types (`is_devjobs_type`) are ever removed."""
-    gone = {t for t in remove if is_devjobs_type(t)}
-    for attempt in range(1, max_attempts + 1):
-        obj = kube.get(env_path(env))
-        if obj is None:
-            raise DevjobsError(env.ref, "not found: cannot write its conditions")
-        status = obj.get("status") if isinstance(obj.get("status"), Mapping) else None
-        current = list((status or {}).get("conditions") or [])
-        kept = [c for c in current if str(c.get("type", "")) not in gone]
-        merged = merge_conditions(kept, desired, now=datetime.now(UTC))
-        if merged is None:
-            if len(kept) == len(current):
-                return False
-            merged = kept
-        patch: list[dict[str, Any]] = [
-            {"op": "replace", "path": "/metadata/resourceVersion",
-             "value": obj["metadata"]["resourceVersion"]},
-            {"op": "add", "path": "/status/conditions", "value": merged}
-            if status is not None
-            else {"op": "add", "path": "/status", "value": {"conditions": merged}},
-        ]  # fmt: skip
-        try:
-            kube.request("PATCH", env_path(env) + "/status", {"fieldManager": FIELD_MANAGER},
-                         patch, content_type="application/json-patch+json")  # fmt: skip
-            return True
-        except KubeError as error:
-            if error.status != 409:
-                raise
-        time.sleep(min(0.05 * 2**attempt, 1.0))
-    raise DevjobsError(env.ref, f"status not written: changed during {max_attempts} attempts")
 
 
 def clear_request(kube: Kube, env: envmod.Environment, value: str) -> bool:

@@ -1,8 +1,9 @@
 """Writing devjobs' conditions to a Catalyst Environment's status (the imperative shell).
 
 Public API:
-    write_conditions(api_client, namespace, name, desired, *, field_manager="devjobs",
-                     now=None, max_attempts=5, after_read=None) -> bool
+    write_conditions(api_client, namespace, name, desired, *, remove=(),
+                     field_manager="devjobs", now=None, max_attempts=5,
+                     after_read=None) -> bool
     ENV_GROUP, ENV_VERSION, ENV_PLURAL
 
 How it cannot clobber Catalyst's conditions: it reads the Environment, merges `desired`
@@ -14,6 +15,10 @@ between, the write is refused with 409 Conflict, nothing is written, and the
 read-merge-write starts again. The list sent is therefore always "exactly what was
 there, plus ours". (A JSON patch `test` op on the resourceVersion also refuses, but with
 a 422 indistinguishable from a real validation error, so it cannot be retried safely.)
+`remove` drops condition types in the same guarded patch - only devjobs' own
+(`conditions.is_devjobs_type`): a job no longer in the plan loses its condition, and a
+type of Catalyst's (or anyone's) named there is ignored. This is the one way devjobs
+writes conditions, for `devjobs run` and the controller alike.
 Server-side apply was the alternative; it was not chosen because an apply that omits one
 of devjobs' earlier conditions deletes it, so every caller would have to send all of them.
 """
@@ -27,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from devjobs.errors import DevjobsError
-from devjobs.runner.conditions import merge_conditions
+from devjobs.runner.conditions import is_devjobs_type, merge_conditions
 
 ENV_GROUP = "catalyst.catalyst.dev"
 ENV_VERSION = "v1alpha1"
@@ -41,13 +46,15 @@ def write_conditions(
     name: str,
     desired: Sequence[Mapping[str, Any]],
     *,
+    remove: Sequence[str] = (),
     field_manager: str = "devjobs",
     now: datetime | None = None,
     max_attempts: int = 5,
     after_read: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> bool:
-    """Merge `desired` into the Environment's `status.conditions`; True when it wrote,
-    False when they were already there (no request but the read). Retries when the
+    """Merge `desired` into the Environment's `status.conditions` and drop the types in
+    `remove` that are devjobs' (`is_devjobs_type`; others are never removed); True when
+    it wrote, False when all was already so (no request but the read). Retries when the
     Environment changed between the read and the write (409 Conflict).
     `after_read` is called with each object read, before the write (lets tests provoke a
     real conflict). Raises DevjobsError on RBAC denial, a missing Environment, or when
@@ -57,6 +64,7 @@ def write_conditions(
 
     api = client.CustomObjectsApi(api_client)
     place = f"environments/{namespace}/{name}"
+    gone = {t for t in remove if is_devjobs_type(t)}
     for attempt in range(1, max_attempts + 1):
         try:
             env = cast(
@@ -68,10 +76,13 @@ def write_conditions(
         except ApiException as err:
             raise _api_error(place, "get", err) from None
         status = env.get("status") if isinstance(env.get("status"), Mapping) else None
-        existing = (status or {}).get("conditions") or []
-        merged = merge_conditions(existing, desired, now=now or datetime.now(UTC))
+        existing = list((status or {}).get("conditions") or [])
+        kept = [c for c in existing if str(_type(c)) not in gone]
+        merged = merge_conditions(kept, desired, now=now or datetime.now(UTC))
         if merged is None:
-            return False
+            if len(kept) == len(existing):
+                return False
+            merged = kept
         if after_read is not None:
             after_read(env)
         patch: list[dict[str, Any]] = [
@@ -104,6 +115,10 @@ def write_conditions(
         place,
         f"status not written: the Environment changed during each of {max_attempts} attempts",
     )
+
+
+def _type(condition: Any) -> Any:
+    return condition.get("type") if isinstance(condition, Mapping) else None
 
 
 def _api_error(place: str, verb: str, err: Any) -> DevjobsError:
