@@ -3,10 +3,11 @@ container (image `devjobs.test/git:1`, the host's git) fetches the source from a
 server that pods reach through the node's address, at the Environment's pinned commit,
 then setup steps and the job run in that checkout.
 
-Pods reach only their subnet's gateway (see tests/cluster/nodenet.py), which this machine
-cannot reach, so the plan's devcontainer.json is read from the work tree with
+The git servers listen on this machine's loopback; `NodePortForward` (see
+tests/cluster/nodenet.py) makes each reachable at one URL on the node's address, from pods
+and from this machine. The plan's devcontainer.json is read from the work tree with
 `--source web=DIR`: as documented, cluster jobs still clone the Project's repositoryUrl
-(the pod-reachable URL) at the Environment's commit."""
+(that URL) at the Environment's commit."""
 
 from __future__ import annotations
 

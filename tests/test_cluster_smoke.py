@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.controlplane import KubeApi
+from tests.cluster.node import Node
+from tests.cluster.nodenet import NodePortForward
 
 ENVIRONMENTS = ("catalyst.catalyst.dev", "v1alpha1", "environments")
 REPO = Path(__file__).resolve().parents[1]
@@ -244,3 +249,61 @@ def test_a_failing_cluster_test_reports_the_components_logs(tmp_path: Path) -> N
     assert res.returncode == 1, res.stdout + res.stderr
     for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         assert f"{component} log (last 60 lines)" in res.stdout
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello from this machine\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.mark.tier2
+def test_a_pod_reaches_a_server_on_the_node_address_and_nothing_beyond_the_node(
+    kube_client: Any, kube_node: Any, namespace: str
+) -> None:
+    if not isinstance(kube_node, Node):
+        pytest.skip("checks the network of the node this test run starts")
+    core: Any = client.CoreV1Api(kube_client)
+    batch: Any = client.BatchV1Api(kube_client)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    forward = NodePortForward(kube_node, server.server_address[1])
+    try:
+        url = forward.url("http", "hello")
+        assert url.startswith(f"http://{kube_node.node_ip}:")
+        fetch = job_manifest("fetch", kube_node.test_image, f"wget -q -O - {url}")
+        batch.create_namespaced_job(namespace, fetch)
+        cond = wait_until("Job fetch to finish", lambda: job_condition(batch, namespace, "fetch"))
+        (pod,) = job_pods(core, namespace, "fetch")
+        log = core.read_namespaced_pod_log(pod.metadata.name, namespace)
+        assert cond.type == "Complete", log
+        assert log == "hello from this machine\n"
+        with urllib.request.urlopen(url, timeout=10) as answer:  # this machine: same URL
+            assert answer.read() == b"hello from this machine\n"
+    finally:
+        forward.stop()
+        server.shutdown()
+
+    # Routing decisions, asked of the node's kernel (no packet is sent): the node has no
+    # route off this machine, and forwards nothing from pods, not even to this machine's
+    # end of the veth; a pod's packets to the node's own address are delivered locally.
+    pod_ip = pod.status.pod_ip
+    no_default = kube_node.run_in_node("ip", "-4", "route", "show", "default")
+    assert no_default.returncode == 0 and no_default.stdout.strip() == ""
+    off_machine = kube_node.run_in_node("ip", "-4", "route", "get", "192.0.2.1")
+    assert off_machine.returncode != 0 and "unreachable" in off_machine.stderr
+    for target in (kube_node.host_ip, "192.0.2.1"):
+        forwarded = kube_node.run_in_node(
+            "ip", "-4", "route", "get", target, "from", pod_ip, "iif", "cni0"
+        )
+        assert forwarded.returncode != 0, (target, forwarded.stdout)
+    local = kube_node.run_in_node(
+        "ip", "-4", "route", "get", kube_node.node_ip, "from", pod_ip, "iif", "cni0"
+    )
+    assert local.returncode == 0 and local.stdout.startswith("local "), local.stdout

@@ -21,7 +21,6 @@ from typing import Any
 
 from tests.cluster import images
 from tests.cluster.binaries import cache_root
-from tests.cluster.procs import run
 
 GIT_IMAGE = "devjobs.test/git:1"
 GIT = Path("/usr/bin/git")
@@ -131,8 +130,5 @@ def cached_archive() -> Path:
 
 def import_into(node: Any) -> str:
     """Import the git image into the tier-2 node's containerd; returns its reference."""
-    archive = cached_archive()
-    sock = f"{node.state}/containerd.sock"
-    run(node._in_node("ctr", "--address", sock, "--namespace", "k8s.io", "images", "import",
-                      str(archive)))  # fmt: skip
+    node.import_image(cached_archive())
     return GIT_IMAGE

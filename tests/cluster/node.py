@@ -9,9 +9,16 @@ Layout, chosen so that nothing outlives the run and a second run on the machine 
 - Every node process (holder, containerd, its shims, kubelet, pods) is in the cgroup
   `/devjobs-<id>` of each v1 hierarchy (kubelet's `cgroupRoot`), so teardown kills exactly
   that tree, then removes the cgroups.
-- The node's IP is on a veth pair (host side .1, node side .2 of a free 10.213.N.0/30);
-  the netns has no default route, so pods reach nothing but this machine. kubelet reaches
-  the loopback-only apiserver through a TCP forwarder listening on the host side of the veth.
+- The node's IP is on a veth pair (host side `host_ip` .1, node side `node_ip` .2 of a
+  free 10.213.N.0/30). The netns has no default route: nothing in it reaches beyond this
+  machine. kubelet reaches the loopback-only apiserver through a TCP forwarder listening
+  on `host_ip` (`apiserver_url`).
+- Pods (bridge cni0, POD_CIDR, no masquerade) have a default route via the bridge, so they
+  reach the node's own addresses: a server listening on `node_ip` in the node's netns
+  (`nodenet.NodePortForward`) serves pods and this machine at one URL. The node forwards
+  nothing from pods (`ip rule ... iif cni0 unreachable`, after the local table): a pod's
+  packet to `host_ip` would reach this machine with a pod source address, whose replies
+  would follow this machine's default route off it.
 - `/run/devjobs-test/<id>/owner` records the pytest pid: a later run cleans up after a run
   that was killed before its teardown.
 """
@@ -24,21 +31,22 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.cluster import images
 from tests.cluster.controlplane import KubeApi, write_kubeconfig
+from tests.cluster.nodenet import TcpForwarder, listen
 from tests.cluster.procs import Proc, run, tail, wait_for
 
 STATE_ROOT = Path("/run/devjobs-test")
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = Path(os.environ.get("DEVJOBS_CNI_BIN", "/usr/lib/cni"))
 POD_CIDR = "10.244.0.0/24"
+BRIDGE = "cni0"  # the CNI bridge; its address (first of POD_CIDR) is the pods' gateway
+POD_NO_FORWARD_PREF = 100  # `ip rule` priority: the node forwards nothing from pods
 NODE_NAME = "devjobs-node"
 REQUIRED_TOOLS = (
     "containerd",
@@ -196,55 +204,6 @@ def _free_subnet() -> int:
     raise RuntimeError("no free 10.213.N.0/30 subnet for the test node")
 
 
-class TcpForwarder:
-    """Forward (listen_ip, port) -> 127.0.0.1:target_port, so the node reaches the apiserver.
-
-    The apiserver stays bound to loopback; this listens only on the veth's host address.
-    """
-
-    def __init__(self, listen_ip: str, target_port: int) -> None:
-        self.target_port = target_port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((listen_ip, 0))
-        self.sock.listen(64)
-        self.port = int(self.sock.getsockname()[1])
-        self._conns: list[socket.socket] = []
-        self._stopped = False
-        threading.Thread(
-            target=self._accept, name="devjobs-apiserver-forwarder", daemon=True
-        ).start()
-
-    def _accept(self) -> None:
-        while not self._stopped:
-            try:
-                client, _ = self.sock.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                continue
-            self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def stop(self) -> None:
-        self._stopped = True
-        self.sock.close()
-        for s in self._conns:
-            s.close()
-
-
 # --- the node ----------------------------------------------------------------------------
 
 
@@ -262,17 +221,41 @@ class Node:
         self.procs: list[Proc] = []
         self.holder: Proc | None = None
         self.forwarder: TcpForwarder | None = None
-        self.node_ip = ""
+        self.node_ip = ""  # the node's address: pods and this machine reach it
+        self.host_ip = ""  # this machine's end of the veth: the node's netns reaches it
         self.name = NODE_NAME
         self.test_image = images.TEST_IMAGE
         self.pause_image = images.PAUSE_IMAGE
         self.start_seconds = 0.0
         self.log_files: dict[str, Path] = {}
 
+    # what callers use --------------------------------------------------------------
+    @property
+    def netns_pid(self) -> int:
+        """A process in the node's network and mount namespaces (for setns / nsenter)."""
+        assert self.holder is not None, "the node is not started"
+        return self.holder.pid
+
+    @property
+    def apiserver_url(self) -> str:
+        """The API server as the node's network namespace reaches it (kubelet, hostNetwork
+        pods): ``https://host_ip:PORT``; its certificate is checked as ``localhost``."""
+        assert self.forwarder is not None, "the node is not started"
+        return f"https://{self.host_ip}:{self.forwarder.port}"
+
+    def import_image(self, archive: Path) -> None:
+        """Import a `docker save` archive into the node's containerd (namespace k8s.io)."""
+        sock = f"{self.state}/containerd.sock"
+        run(self._in_node("ctr", "--address", sock, "--namespace", "k8s.io", "images",
+                          "import", str(archive)))  # fmt: skip
+
+    def run_in_node(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run `argv` in the node's network and mount namespaces (not checked)."""
+        return subprocess.run(self._in_node(*argv), capture_output=True, text=True)
+
     # helpers --------------------------------------------------------------------------
     def _in_node(self, *argv: str) -> list[str]:
-        assert self.holder is not None
-        return ["nsenter", "-t", str(self.holder.pid), "-m", "-n", "--", *argv]
+        return ["nsenter", "-t", str(self.netns_pid), "-m", "-n", "--", *argv]
 
     def _start(self, name: str, argv: list[str]) -> Proc:
         p = Proc(name, argv, self.dir / "logs" / f"{name}.log", preexec=self._join)
@@ -303,7 +286,7 @@ class Node:
         etc.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(parents=True, exist_ok=True)
         n = _free_subnet()
-        host_ip, self.node_ip = f"10.213.{n}.1", f"10.213.{n}.2"
+        self.host_ip, self.node_ip = f"10.213.{n}.1", f"10.213.{n}.2"
         (self.state / "owner").write_text(
             json.dumps(
                 {
@@ -337,13 +320,15 @@ class Node:
         # Network: veth pair, node side renamed eth0 inside the namespace.
         run(["ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", f"dj{self.id}n",
              "netns", str(self.holder.pid)])  # fmt: skip
-        run(["ip", "addr", "add", f"{host_ip}/30", "dev", self.host_veth])
+        run(["ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_veth])
         run(["ip", "link", "set", self.host_veth, "up"])
         inside = f"ip link set lo up; ip link set dj{self.id}n name eth0; "
-        inside += f"ip addr add {self.node_ip}/30 dev eth0; ip link set eth0 up"
+        inside += f"ip addr add {self.node_ip}/30 dev eth0; ip link set eth0 up; "
+        # Pods reach the node's own addresses (the local table comes first), nothing else.
+        inside += f"ip rule add pref {POD_NO_FORWARD_PREF} iif {BRIDGE} unreachable"
         run(self._in_node("sh", "-ec", inside))
         api_port = int(self.api.base_url.rsplit(":", 1)[1])
-        self.forwarder = TcpForwarder(host_ip, api_port)
+        self.forwarder = TcpForwarder(listen(self.host_ip), api_port, "devjobs-apiserver-forward")
 
         # containerd with our sandbox image and CNI.
         sock = f"{st}/containerd.sock"
@@ -361,14 +346,13 @@ class Node:
             [containerd],
         )
         for name, build in (("pause", images.pause_image), ("busybox", images.busybox_image)):
-            archive = build(self.dir / "images" / f"{name}.tar")
-            run([*ctr, "images", "import", str(archive)])
+            self.import_image(build(self.dir / "images" / f"{name}.tar"))
 
         # kubelet.
         pki = self.api.pki
         cert = pki.client("kubelet", f"system:node:{self.name}", "system:nodes")
         kubeconfig = write_kubeconfig(
-            etc / "kubelet.kubeconfig", f"https://{host_ip}:{self.forwarder.port}", pki.ca.cert,
+            etc / "kubelet.kubeconfig", self.apiserver_url, pki.ca.cert,
             cert.cert, cert.key, tls_server_name="localhost",
         )  # fmt: skip
         (etc / "kubelet.yaml").write_text(json.dumps(self._kubelet_config(sock, str(pki.ca.cert))))
@@ -403,8 +387,9 @@ class Node:
             "plugins": [
                 {
                     "type": "bridge",
-                    "bridge": "cni0",
+                    "bridge": BRIDGE,
                     "isGateway": True,
+                    "isDefaultGateway": True,
                     "ipMasq": False,
                     "hairpinMode": True,
                     "ipam": {

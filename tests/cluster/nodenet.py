@@ -1,14 +1,23 @@
-"""Make a loopback server reachable from pods on the tier-2 node.
+"""TCP forwarding across the tier-2 node's network boundary.
 
-The node's network namespace has no route to this machine's loopback, and pods have no
-default route at all (the CNI config gives them only the pod subnet, on-link): the one
-address outside their own that they reach is the bridge's, the pod subnet's gateway
-(10.244.0.1). `NodePortForward(node, port)` listens on all addresses of the node's
-network namespace (the bridge's included, once the first pod created it) and forwards
-each connection to `127.0.0.1:port` in ours: pods use `url(...)` (the gateway address);
-this machine can use `host_url(...)` (the node's own address, on the veth).
-The listening socket is created by a short-lived thread that enters the node's network
-namespace with setns(2) (per thread; the rest of the process stays where it is).
+The node's network namespace and this machine's are joined only by the veth pair (host
+side ``node.host_ip``, node side ``node.node_ip``). Pods have a default route via the CNI
+bridge, so they reach the node's own addresses, ``node.node_ip`` included, and nothing
+else: not this machine's loopback, not even ``node.host_ip`` (the node refuses to forward
+pod traffic; see `tests/cluster/node.py`). So a server on this machine's loopback (the
+test git servers, the API server) is reached through a `TcpForwarder`, which accepts on
+an address the other side can reach and connects each connection to ``127.0.0.1:PORT``
+here:
+
+- `node.py` forwards ``host_ip:P -> 127.0.0.1:<apiserver>`` for kubelet (and hostNetwork
+  pods);
+- `NodePortForward(node, port)` listens on ``node_ip`` *inside* the node's network
+  namespace and forwards to ``127.0.0.1:port`` here: pods and this machine use the same
+  URL, ``forward.url(scheme, path)``.
+
+The socket inside the node's namespace is made by a short-lived thread that enters it
+with setns(2) (per thread: the rest of the process stays where it is); the connections
+it accepts belong to that namespace, the ones to 127.0.0.1 to ours.
 """
 
 from __future__ import annotations
@@ -18,36 +27,26 @@ import ctypes
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 CLONE_NEWNET = 0x40000000
 
 
-def pod_gateway() -> str:
-    """The first address of the node's pod subnet: the CNI bridge's (isGateway)."""
-    import ipaddress
-
-    from tests.cluster.node import POD_CIDR
-
-    return str(next(ipaddress.ip_network(POD_CIDR).hosts()))
-
-
-def _socket_in_netns(pid: int, host: str) -> socket.socket:
+def listen(ip: str, netns_pid: int | None = None) -> socket.socket:
+    """A TCP socket listening on (ip, a free port), in the network namespace of process
+    `netns_pid` (None: ours)."""
+    if netns_pid is None:
+        return _listening_socket(ip)
     result: dict[str, Any] = {}
 
     def make() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        fd = os.open(f"/proc/{netns_pid}/ns/net", os.O_RDONLY)
         try:
             if libc.setns(fd, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
-                result["error"] = OSError(err, os.strerror(err))
-                return
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, 0))
-            sock.listen(64)
-            result["sock"] = sock
+                raise OSError(err, os.strerror(err))
+            result["sock"] = _listening_socket(ip)
         except OSError as error:
             result["error"] = error
         finally:
@@ -62,55 +61,100 @@ def _socket_in_netns(pid: int, host: str) -> socket.socket:
     return sock
 
 
-class NodePortForward:
-    """node_ip:port (in the node's netns) -> 127.0.0.1:target_port (ours)."""
+def _listening_socket(ip: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((ip, 0))
+    sock.listen(64)
+    return sock
 
-    def __init__(self, node: Any, target_port: int) -> None:
-        assert node.holder is not None, "the node is not started"
-        self.host = pod_gateway()
-        self.node_ip = str(node.node_ip)
+
+class TcpForwarder:
+    """Accept on `listener`; pipe each connection to and from 127.0.0.1:`target_port`.
+
+    A side that ends its stream cleanly is passed on as a half-close (the other direction
+    keeps flowing); an error tears the connection down both ways.
+    """
+
+    def __init__(self, listener: socket.socket, target_port: int, name: str) -> None:
+        self.sock = listener
+        ip, port = listener.getsockname()[:2]
+        self.ip: str = ip  # where it listens
+        self.port: int = port
         self.target_port = target_port
-        self.sock = _socket_in_netns(node.holder.pid, "0.0.0.0")
-        self.port = int(self.sock.getsockname()[1])
-        self._conns: list[socket.socket] = []
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
         self._stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, scheme: str, path: str = "") -> str:
-        """The URL pods use."""
-        return f"{scheme}://{self.host}:{self.port}/{path.lstrip('/')}"
-
-    def host_url(self, scheme: str, path: str = "") -> str:
-        """The URL this machine uses (the node's address on the veth)."""
-        return f"{scheme}://{self.node_ip}:{self.port}/{path.lstrip('/')}"
+        threading.Thread(target=self._accept, name=name, daemon=True).start()
 
     def _accept(self) -> None:
         while not self._stopped:
             try:
                 client, _ = self.sock.accept()
+            except OSError:
+                if self._stopped:
+                    return
+                continue
+            try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
+                client.close()
                 continue
-            self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            with self._lock:
+                self._conns.update((client, upstream))
+            threading.Thread(target=self._serve, args=(client, upstream), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+        back.start()
+        _pipe(client, upstream)
+        back.join()
+        with self._lock:
+            self._conns.difference_update((client, upstream))
+        client.close()
+        upstream.close()
 
     def stop(self) -> None:
         self._stopped = True
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self.sock.close()
-        for s in self._conns:
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for s in conns:
             with contextlib.suppress(OSError):
-                s.close()
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+    else:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+class _StartedNode(Protocol):
+    node_ip: str
+
+    @property
+    def netns_pid(self) -> int: ...
+
+
+class NodePortForward(TcpForwarder):
+    """``node_ip:port`` (in the node's network namespace) -> ``127.0.0.1:target_port``
+    (ours): a loopback server here, reachable from the node's pods and from this machine
+    at the same `url`."""
+
+    def __init__(self, node: _StartedNode, target_port: int) -> None:
+        listener = listen(node.node_ip, node.netns_pid)
+        super().__init__(listener, target_port, f"devjobs-node-forward-{target_port}")
+
+    def url(self, scheme: str, path: str = "") -> str:
+        """``scheme://node_ip:port/path``: the URL pods (and this machine) use."""
+        return f"{scheme}://{self.ip}:{self.port}/{path.lstrip('/')}"

@@ -34,8 +34,12 @@ Fixtures
 ``kube_node`` (session, tier 2) -> :class:`tests.cluster.node.Node`
     A Ready node: kubelet + containerd + runc + CNI bridge in namespaces of its own.
     ``.name`` ("devjobs-node"), ``.test_image`` ("devjobs.test/busybox:1": busybox-static,
-    so sh, echo, sleep, false, ...; use ``imagePullPolicy: IfNotPresent``), ``.node_ip``,
-    ``.logs()``. Against ``DEVJOBS_TEST_KUBECONFIG`` it is the cluster's first Ready node and
+    so sh, echo, sleep, false, ...; use ``imagePullPolicy: IfNotPresent``), ``.logs()``,
+    ``.node_ip`` (the node's address: pods and this machine reach it; serve a loopback
+    server there with ``tests.cluster.nodenet.NodePortForward(node, port).url(...)``),
+    ``.host_ip`` (this machine's end of the node's veth), ``.apiserver_url`` (the API
+    server as the node and hostNetwork pods reach it; TLS name ``localhost``),
+    ``.import_image(archive)``, ``.run_in_node(*argv)``. Against ``DEVJOBS_TEST_KUBECONFIG`` it is the cluster's first Ready node and
     ``.test_image`` is ``DEVJOBS_TEST_IMAGE`` (default ``busybox:1.36``).
 
 Marker
