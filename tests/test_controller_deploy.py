@@ -45,6 +45,8 @@ ALLOWED = [
     ("watch", "environments.catalyst.catalyst.dev", ""),
     ("patch", "environments.catalyst.catalyst.dev", "team-a"),
     ("patch", "environments.catalyst.catalyst.dev/status", "team-a"),
+    # blockOwnerDeletion on its Jobs/ConfigMaps (OwnerReferencesPermissionEnforcement).
+    ("update", "environments.catalyst.catalyst.dev/finalizers", "team-a"),
     ("watch", "projects.catalyst.catalyst.dev", ""),
     ("create", "jobs.batch", "team-a"),
     ("patch", "jobs.batch", "team-a"),
@@ -66,8 +68,10 @@ DENIED = [
     ("delete", "deployments.apps", "team-a"),
     ("delete", "environments.catalyst.catalyst.dev", "team-a"),
     ("create", "environments.catalyst.catalyst.dev", "team-a"),
+    ("update", "environments.catalyst.catalyst.dev", "team-a"),
     ("update", "projects.catalyst.catalyst.dev", "team-a"),
     ("delete", "configmaps", "team-a"),
+    ("get", "pods/exec", "team-a"),
     ("update", "configmaps", "team-a"),
     ("create", "leases.coordination.k8s.io", "team-a"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
@@ -86,6 +90,10 @@ def installed(kube_api: Any, catalyst_crds: list[str], project_crds: list[str]) 
 
 def can_i(kube_api: Any, verb: str, resource: str, namespace: str) -> bool:
     scope = ["-n", namespace] if namespace else ["--all-namespaces"]
+    # `RESOURCE/SUB` is a subresource (`kubectl auth can-i` would read it as an object
+    # named SUB of RESOURCE, which any rule on RESOURCE allows).
+    resource, _, sub = resource.partition("/")
+    scope += [f"--subresource={sub}"] if sub else []
     done = kubectl(kube_api, "auth", "can-i", verb, resource, "--as", SA, *scope, check=False)
     return done.stdout.strip() == "yes"
 

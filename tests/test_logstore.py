@@ -98,6 +98,8 @@ def test_configmap_is_owned_by_the_environment_and_labelled() -> None:
             "kind": "Environment",
             "name": "pr-1",
             "uid": "0f0e-uid",
+            "controller": True,
+            "blockOwnerDeletion": True,
         }
     ]
     assert meta["labels"]["devjobs.dev/environment"] == "pr-1"

@@ -39,6 +39,18 @@ def test_job_metadata_carries_labels_annotations_and_owner() -> None:
     assert meta["annotations"]["devjobs.dev/commit"] == SHA
     assert meta["ownerReferences"][0]["kind"] == "Environment"
     assert meta["ownerReferences"][0]["uid"] == "uid-1"
+    # The Environment is the managing owner, and a foreground deletion of it waits for
+    # its Jobs (RBAC: update on environments/finalizers, deploy/rbac.yaml).
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+            "kind": "Environment",
+            "name": "pr-12",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
 def test_job_spec_fails_fast_and_ignores_disruptions() -> None:

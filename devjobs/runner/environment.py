@@ -59,16 +59,23 @@ class Environment:
         return None
 
     def owner_reference(self) -> dict[str, Any]:
-        """Owner reference so everything devjobs creates goes when the Environment goes.
+        """Owner reference so everything devjobs creates (Jobs, log-tail ConfigMaps) goes
+        when the Environment goes.
 
-        Not `controller: true`: the Catalyst operator may own the same kinds of objects.
-        """
+        `controller: true`: the Environment is the one managing owner of these objects
+        (devjobs acts for it, they have no other owner, and nothing else may adopt them).
+        `blockOwnerDeletion: true`: a foreground deletion of the Environment waits until
+        its Jobs are gone, so no job is still running once the Environment is. Where the
+        API server runs the OwnerReferencesPermissionEnforcement admission plugin, setting
+        it needs `update` on `environments/finalizers` (granted in deploy/rbac.yaml; a user
+        running `devjobs run` needs it too)."""
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,
             "name": self.name,
             "uid": self.uid,
-            "blockOwnerDeletion": False,
+            "controller": True,
+            "blockOwnerDeletion": True,
         }
 
 

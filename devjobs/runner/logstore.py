@@ -14,8 +14,9 @@ One ConfigMap per job rather than one per Environment: two jobs ending at once n
 race on the same object, and each stays far below the 1 MiB object limit. The name is a
 readable prefix plus a hash of (environment, job key), so it is deterministic and never
 collides when names are long or contain dashes. The Environment is the owner (not the
-Job), so deleting the Job and its pods keeps the logs and deleting the Environment
-removes them. Data keys are `<container>.log`.
+Job; `controller` and `blockOwnerDeletion` as for the Jobs, see
+`environment.Environment.owner_reference`), so deleting the Job and its pods keeps the
+logs and deleting the Environment removes them. Data keys are `<container>.log`.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def log_configmap(
                     "kind": environment.get("kind", ""),
                     "name": env_name,
                     "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
                 }
             ],
         },
@@ -257,11 +260,13 @@ def _started_containers(pod: Mapping[str, Any]) -> set[str]:
     }
 
 
+_OWNER_FIELDS = ("apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion")
+
+
 def _same(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
     cur, want = current.get("metadata") or {}, body["metadata"]
     refs = [
-        {k: r.get(k) for k in ("apiVersion", "kind", "name", "uid")}
-        for r in cur.get("ownerReferences") or []
+        {k: r.get(k) for k in _OWNER_FIELDS if k in r} for r in cur.get("ownerReferences") or []
     ]
     return (
         (current.get("data") or {}) == body["data"]
