@@ -5,9 +5,10 @@ What is real: the controller image (built from the Dockerfile by a private docke
 node's containerd; `kubectl apply -k` of an overlay of `deploy/` that only swaps the image
 and points the pod at the API server; the pod's own ServiceAccount token and RBAC; `git
 daemon` inside the node's network namespace, so the controller (resolving the plan) and
-the jobs' pods (cloning with the controller image, run as root, as `--git-image`) reach
-it; and the jobs' pods, which clone and run and succeed or fail for real. The test plays Catalyst:
-Project, Environment, phase, the build Job and the `web` Deployment.
+the jobs' pods (cloning with the controller image as `--git-image`, as its non-root
+user 65532) reach it; and the jobs' pods, which clone and run and succeed or fail for
+real. The test plays Catalyst: Project, Environment, phase, the build Job and the `web`
+Deployment.
 
 How the pod reaches the API server: the API server listens on 127.0.0.1 only; the node's
 kubelet reaches it through the forwarder on the host side of the node's veth
@@ -91,7 +92,7 @@ def controller_image(kube_node: Any) -> str:
            f"{kube_node.state}/containerd.sock", "--namespace", "k8s.io"]  # fmt: skip
     listed = subprocess.run([*ctr, "images", "ls", "-q"], capture_output=True, text=True)
     have = listed.stdout.split()
-    if build.IMAGE not in have or build.GIT_IMAGE not in have or _stale(ctr, tar):
+    if build.IMAGE not in have or _stale(ctr, tar):
         subprocess.run([*ctr, "images", "import", str(tar)], check=True, capture_output=True)
     return build.IMAGE
 
@@ -198,7 +199,7 @@ def overlay(dir: Path, image: str, node: Node, namespaces: list[str]) -> Path:
     }  # fmt: skip
     args = [f"--namespace={ns}" for ns in namespaces] + [
         "--project-namespace=", "--leader-election-namespace=$(POD_NAMESPACE)",
-        "--lease-seconds=6", f"--git-image={build.GIT_IMAGE}",
+        "--lease-seconds=6", f"--git-image={build.IMAGE}",
     ]  # fmt: skip
     patch = {
         "apiVersion": "apps/v1",

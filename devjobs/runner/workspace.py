@@ -4,7 +4,8 @@ container at the Environment's commit before any setup step or job runs.
 Credentials come from a Secret (keys `password`, optional `username`) or from Catalyst's
 `catalyst-git-scripts` ConfigMap and its credential helper; never from the caller's
 environment. The repository and revision reach the script as env vars, never spliced
-into shell text.
+into shell text. The git image may run as any user: the script changes the modes of what
+it cloned only, never the mount point (owned by root).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ else
   git checkout -q --detach "$DEVJOBS_REVISION"
 fi
 git log -1 --format='devjobs: checked out %H'
-# Any user the job image runs as may write in its workspace.
-chmod -R a+rwX "$DEVJOBS_WORKSPACE"
+# Any user the job image runs as may write in its workspace: the clone's files and
+# directories (not symlinks, which chmod would follow). Not the mount point: the
+# emptyDir is writable by all already, and a non-root git image may not chmod it.
+find . -mindepth 1 ! -type l -exec chmod a+rwX {} +
 """
 
 SECRET_HELPER = (

@@ -28,10 +28,6 @@ CACHE = Path(os.environ.get("DEVJOBS_CACHE_DIR") or Path.home() / ".cache" / "de
 ROOTFS = CACHE / "controller-image" / "rootfs"
 BASE_IMAGE = "devjobs.local/debian-python:bookworm"
 IMAGE = "devjobs.local/controller:test"
-GIT_IMAGE = "devjobs.local/controller-git:test"
-"""The same image running as root, for the tests' clone init containers (`--git-image`):
-the clone script makes the workspace writable for any job user (`chmod -R` from its
-root, an emptyDir mount point owned by root), as the default alpine/git (root) can."""
 PACKAGES = "python3,python3-venv,git,ca-certificates"
 MIRROR = "http://deb.debian.org/debian"
 TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
@@ -95,12 +91,8 @@ def build(engine: DockerEngine, out: Path) -> Path:
             raise RuntimeError(
                 f"docker build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             )
-        git = work / "git"
-        git.mkdir()
-        (git / "Dockerfile").write_text(f"FROM {IMAGE}\nUSER 0:0\n")
-        engine.docker("build", "-t", GIT_IMAGE, str(git))
     out.parent.mkdir(parents=True, exist_ok=True)
-    engine.docker("save", "-o", str(out), IMAGE, GIT_IMAGE)  # layers shared: no extra size
+    engine.docker("save", "-o", str(out), IMAGE)
     return out
 
 
