@@ -10,7 +10,9 @@ that was acted on, and Events have deterministic names (`409` means already reco
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,19 +54,74 @@ class Counters:
         return sum(self.writes.values())
 
 
+@dataclass
+class RecentCreates:
+    """Jobs this process created that its Job informer has not shown yet.
+
+    `reconcile` creates every desired Job it does not observe; when the informer lags
+    behind a create, the next round (another object's event) would apply the same Job
+    again (2 of 1002 applies in bench/controller_200.py). The shell remembers each
+    created Job by namespace, name and spec hash until the informer shows it, or for
+    `ttl` seconds (a Job deleted before it was ever seen is created again after that),
+    and holds back a create it remembers. The pure core stays as it is."""
+
+    ttl: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _made: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def created(self, namespace: str, action: CreateJob) -> None:
+        with self._lock:
+            self._made[(namespace, action.name)] = (_spec_hash(action), self.clock())
+
+    def seen(self, namespace: str, names: Collection[str]) -> None:
+        """The informer shows these Jobs of `namespace`: nothing to remember for them."""
+        with self._lock:
+            for name in names:
+                self._made.pop((namespace, name), None)
+
+    def holds(self, namespace: str, action: CreateJob) -> bool:
+        """Whether `action` creates a Job just created and not yet seen (same spec)."""
+        with self._lock:
+            made = self._made.get((namespace, action.name))
+            if made is None:
+                return False
+            if self.clock() - made[1] > self.ttl:
+                del self._made[(namespace, action.name)]
+                return False
+            return made[0] == _spec_hash(action)
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+
+def _spec_hash(action: CreateJob) -> str:
+    from devjobs.runner.render import ANNOTATION_SPEC_HASH
+
+    meta = action.manifest.get("metadata") or {}
+    return str((meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH, ""))
+
+
 def execute(
     kube: Kube,
     env: envmod.Environment,
     actions: Sequence[Action],
     counters: Counters | None = None,
     reporting: Reporting | None = None,
+    recent: RecentCreates | None = None,
 ) -> None:
     """Run `actions` in order; the first failure raises (KubeError or DevjobsError) and the
-    rest wait for the retry, which decides again from what is then observed."""
+    rest wait for the retry, which decides again from what is then observed. A CreateJob
+    that `recent` holds (created, not yet seen by the informer) is not applied again."""
     counters = counters if counters is not None else Counters()
     for action in actions:
         if isinstance(action, CreateJob):
+            if recent is not None and recent.holds(env.namespace, action):
+                log.debug("%s: Job %s created already, not yet seen", env.ref, action.name)
+                continue
             kube.apply(action.manifest)
+            if recent is not None:
+                recent.created(env.namespace, action)
             counters.add("job-create")
             log.info("%s: created Job %s", env.ref, action.name)
         elif isinstance(action, DeleteJob):

@@ -271,6 +271,8 @@ class Controller:
         self.queue = WorkQueue()
         self.stats = Stats()
         self._failures: dict[Key, int] = {}
+        self.recent = act.RecentCreates()
+        """Jobs created and not yet seen by the Job informer (no second apply)."""
         self._plans: dict[str, JobPlan | str] = {}
         self._plans_lock = threading.Lock()
         self.informers: dict[str, list[Informer]] = {}
@@ -429,13 +431,15 @@ class Controller:
             log_configmaps=[o for o in self._items("ConfigMap") if _key(o)[0] == namespace],
             workload_name=self.config.workload,
         )
+        self.recent.seen(namespace, [str(o["metadata"]["name"]) for o in in_ns])
         actions = reconcile(observed, self.config.settings)
         if actions:
             if any(type(a).__name__ == "CreateJob" for a in actions):
                 self.stats.first_create.setdefault(key, time.monotonic())
             act.execute(
-                self.kube, observed.environment, actions, self.stats.counters, self.reporting
-            )
+                self.kube, observed.environment, actions, self.stats.counters, self.reporting,
+                self.recent,
+            )  # fmt: skip
         self.reporting.post_statuses(self.kube, observed)
         if retry is None:
             self._failures.pop(key, None)
