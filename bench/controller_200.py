@@ -32,12 +32,12 @@ from typing import Any
 
 from devjobs.controller.main import Config, Controller, Informer
 from devjobs.runner.kubeapi import Kube
+from tests import catalyst
 from tests.cluster import binaries, crds
 from tests.cluster.controlplane import ControlPlane
 from tests.gitserver import GitDaemon, RepoRoot
 
 NS = "bench"
-GROUP = "catalyst.catalyst.dev/v1alpha1"
 
 
 def rss_mib() -> float:
@@ -63,7 +63,7 @@ def main() -> None:
         root.mkdir()
         repos = RepoRoot(root)
         repo = repos.create("app")
-        repo.write(".devcontainer/devcontainer.json", '{"image": "devjobs.test/busybox:1"}')
+        catalyst.write_devcontainer(repo.path, {"image": "devjobs.test/busybox:1"})
         sha = repo.commit("first")
         daemon = GitDaemon(root)
         stop = threading.Event()
@@ -88,21 +88,13 @@ def run(args: Any, client: Any, url: str, sha: str, work: Path, stop: threading.
         {"name": f"job-{i}", "trigger": "PostBuild", "command": ["true"], "image": "busybox:1"}
         for i in range(args.jobs)
     ]
-    source = {"name": "app", "repositoryUrl": url, "branch": "main", "jobs": jobs}
-    project = {
-        "apiVersion": GROUP, "kind": "Project", "metadata": {"name": "shop", "namespace": NS},
-        "spec": {"sources": [source]},
-    }  # fmt: skip
+    project = catalyst.project({"app": url}, namespace=NS, jobs={"app": jobs})
     custom.create_namespaced_custom_object(
         "catalyst.catalyst.dev", "v1alpha1", NS, "projects", project
     )
     names = [f"pr-{i:03d}" for i in range(args.envs)]
     for name in names:
-        env = {
-            "apiVersion": GROUP, "kind": "Environment", "metadata": {"name": name, "namespace": NS},
-            "spec": {"projectRef": {"name": "shop"}, "type": "development",
-                     "sources": [{"name": "app", "branch": "main", "commitSha": sha}]},
-        }  # fmt: skip
+        env = catalyst.environment(name, NS, sources={"app": sha})
         custom.create_namespaced_custom_object(
             "catalyst.catalyst.dev", "v1alpha1", NS, "environments", env
         )

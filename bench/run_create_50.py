@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import tempfile
@@ -31,6 +30,8 @@ def main() -> int:
     from devjobs.cli import build_parser
     from devjobs.runner.cluster_run import run_on_cluster
     from devjobs.runner.kubeapi import Kube
+    from tests import catalyst
+    from tests.catalyst import create_environment, write_devcontainer, write_project
     from tests.cluster import binaries, crds
     from tests.cluster.controlplane import ControlPlane, from_kubeconfig
 
@@ -47,43 +48,13 @@ def main() -> int:
             kube = Kube(client)
             namespace = f"bench-{int(time.time())}"
             kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
-            kube.request(
-                "POST",
-                f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
-                body={
-                    "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-                    "kind": "Environment",
-                    "metadata": {"name": "pr-1", "namespace": namespace},
-                    "spec": {
-                        "projectRef": {"name": "shop"},
-                        "type": "development",
-                        "sources": [{"name": "web", "branch": "main", "commitSha": "a" * 40}],
-                    },
-                },
-            )
+            create_environment(kube, "pr-1", namespace, sources={"web": "a" * 40})
             source = tmp / "web"
-            (source / ".devcontainer").mkdir(parents=True)
             names = [f"job-{i}" for i in range(args.jobs)]
             config = {"image": "busybox:1", "tasks": {n: f"echo {n}" for n in names}}
-            (source / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config))
-            project = tmp / "project.json"
-            project.write_text(
-                json.dumps(
-                    {
-                        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-                        "kind": "Project",
-                        "metadata": {"name": "shop"},
-                        "spec": {
-                            "sources": [
-                                {
-                                    "name": "web",
-                                    "repositoryUrl": "https://git.example/web.git",
-                                    "branch": "main",
-                                }
-                            ]
-                        },
-                    }
-                )
+            write_devcontainer(source, config)
+            project = write_project(
+                tmp / "project.json", catalyst.project({"web": "https://git.example/web.git"})
             )
             argv = ["run", str(project), *names, "--source", f"web={source}"]
             argv += ["--environment", f"{namespace}/pr-1", "--workspace", "empty", "--detach"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ import pytest
 from devjobs.runner.cluster_run import run_on_cluster
 from devjobs.runner.kubeapi import Kube
 from devjobs.runner.logstore import configmap_name
+from tests import catalyst
+from tests.catalyst import create_environment, project, write_devcontainer, write_project
 
 pytestmark = pytest.mark.tier2
 
@@ -56,50 +57,17 @@ def env(
     kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path, kube_node: Any
 ) -> dict[str, Any]:
     kube = Kube(kube_client)
-    body = {
-        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-        "kind": "Environment",
-        "metadata": {"name": "pr-1", "namespace": namespace},
-        "spec": {
-            "projectRef": {"name": "shop"},
-            "type": "development",
-            "sources": [{"name": "web", "branch": "main", "commitSha": SHA}],
-        },
-    }
-    kube.request(
-        "POST",
-        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
-        body=body,
-    )
+    create_environment(kube, "pr-1", namespace, sources={"web": SHA})
     source = tmp_path / "web"
-    (source / ".devcontainer").mkdir(parents=True)
-    (source / ".devcontainer" / "devcontainer.json").write_text(
-        json.dumps(devcontainer(kube_node.test_image))
-    )
-    project = tmp_path / "project.yaml"
-    project.write_text(
-        json.dumps(
-            {
-                "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-                "kind": "Project",
-                "metadata": {"name": "shop"},
-                "spec": {
-                    "sources": [
-                        {
-                            "name": "web",
-                            "repositoryUrl": "https://git.example/shop/web.git",
-                            "branch": "main",
-                        }
-                    ]
-                },
-            }
-        )
+    write_devcontainer(source, devcontainer(kube_node.test_image))
+    project_file = write_project(
+        tmp_path / "project.yaml", project({"web": "https://git.example/shop/web.git"})
     )
     return {
         "kube": kube,
         "namespace": namespace,
         "source": source,
-        "project": project,
+        "project": project_file,
         "ref": f"{namespace}/pr-1",
     }
 
@@ -130,10 +98,7 @@ def jobs(env: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def environment_conditions(env: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    obj = env["kube"].get(
-        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{env['namespace']}/environments/pr-1"
-    )
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+    return catalyst.environment_conditions(env["kube"], env["namespace"], "pr-1")
 
 
 def test_a_passing_job_runs_setup_first_streams_prefixed_logs_and_exits_0(
@@ -184,8 +149,7 @@ def test_running_twice_creates_nothing_new_and_rerun_starts_an_attempt(env: dict
 
 
 def test_an_image_that_cannot_be_found_fails_with_the_reason(env: dict[str, Any]) -> None:
-    config = env["source"] / ".devcontainer" / "devcontainer.json"
-    config.write_text(json.dumps(devcontainer("devjobs.test/absent:1")))
+    write_devcontainer(env["source"], devcontainer("devjobs.test/absent:1"))
     started = time.monotonic()
     code, out = run(env, "pass")
     assert code == 1, out

@@ -12,7 +12,8 @@ and from this machine. The plan's devcontainer.json is read from the work tree w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 
 from devjobs.cli import main
 from devjobs.runner.kubeapi import Kube
+from tests.catalyst import create_environment, project, write_devcontainer, write_project
 from tests.cluster import git_image
 from tests.cluster.nodenet import NodePortForward
 from tests.gitserver import GIT_HTTP_TOKEN, GitDaemon, GitHttpServer, RepoRoot, WorkRepo
@@ -47,7 +49,7 @@ def devcontainer(image: str) -> dict[str, Any]:
 def make_repo(git_repos: RepoRoot, image: str) -> tuple[WorkRepo, str, str]:
     """`web` with two commits: the pinned one (version pinned-A), then the tip (tip-B)."""
     repo = git_repos.create("web")
-    repo.write(".devcontainer/devcontainer.json", json.dumps(devcontainer(image)))
+    write_devcontainer(repo.path, devcontainer(image))
     repo.write("version.txt", "pinned-A\n")
     pinned = repo.commit("pinned")
     repo.write("version.txt", "tip-B\n")
@@ -55,33 +57,57 @@ def make_repo(git_repos: RepoRoot, image: str) -> tuple[WorkRepo, str, str]:
     return repo, pinned, tip
 
 
-def setup_environment(kube: Kube, namespace: str, tmp_path: Path, url: str, sha: str) -> Path:
-    kube.request(
-        "POST",
-        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
-        body={
-            "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-            "kind": "Environment",
-            "metadata": {"name": "pr-7", "namespace": namespace},
-            "spec": {
-                "projectRef": {"name": "shop"},
-                "type": "development",
-                "sources": [{"name": "web", "branch": "main", "commitSha": sha}],
-            },
-        },
-    )
-    project = tmp_path / "project.yaml"
-    project.write_text(
-        json.dumps(
-            {
-                "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-                "kind": "Project",
-                "metadata": {"name": "shop"},
-                "spec": {"sources": [{"name": "web", "repositoryUrl": url, "branch": "main"}]},
-            }
+@dataclass
+class PinnedSource:
+    """Repository `web` (pinned commit, then a newer tip), served at a pod-reachable URL
+    that the Project names; Environment pr-7 pins `web` at `pinned`."""
+
+    repo: WorkRepo
+    pinned: str
+    tip: str
+    project: Path
+    namespace: str
+    kubeconfig: Path
+    git_image: str
+
+    def devjobs_run(self, *argv: str) -> list[str]:
+        """`devjobs run` argv: the plan's devcontainer.json from the work tree, the jobs
+        cloning the Project's repositoryUrl."""
+        return [
+            "run",
+            str(self.project),
+            "--source",
+            f"web={self.repo.path}",
+            "--environment",
+            f"{self.namespace}/pr-7",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            *argv,
+        ]
+
+
+@pytest.fixture
+def pinned_source(
+    kube_api: Any,
+    kube_client: Any,
+    catalyst_crds: list[str],
+    namespace: str,
+    tmp_path: Path,
+    kube_node: Any,
+    git_image_ref: str,
+    git_repos: RepoRoot,
+) -> Callable[[str], PinnedSource]:
+    """`pinned_source(url)`: make the repository, the Environment and the Project file."""
+
+    def make(url: str) -> PinnedSource:
+        repo, pinned, tip = make_repo(git_repos, kube_node.test_image)
+        create_environment(Kube(kube_client), "pr-7", namespace, sources={"web": pinned})
+        project_file = write_project(tmp_path / "project.yaml", project({"web": url}))
+        return PinnedSource(
+            repo, pinned, tip, project_file, namespace, Path(kube_api.kubeconfig), git_image_ref
         )
-    )
-    return project
+
+    return make
 
 
 @pytest.fixture
@@ -102,41 +128,16 @@ def http_on_node(git_repos: RepoRoot, kube_node: Any) -> Iterator[tuple[GitHttpS
     server.stop()
 
 
-def devjobs_run(
-    kube_api: Any, project: Path, namespace: str, repo: WorkRepo, *argv: str
-) -> list[str]:
-    return [
-        "run",
-        str(project),
-        "--source",
-        f"web={repo.path}",
-        "--environment",
-        f"{namespace}/pr-7",
-        "--kubeconfig",
-        str(kube_api.kubeconfig),
-        *argv,
-    ]
-
-
 def test_the_clone_checks_out_the_pinned_commit_then_setup_and_job_run_in_it(
-    kube_api: Any,
     kube_client: Any,
-    catalyst_crds: list[str],
-    namespace: str,
-    tmp_path: Path,
-    kube_node: Any,
-    git_image_ref: str,
-    git_repos: RepoRoot,
     daemon_on_node: tuple[GitDaemon, str],
+    pinned_source: Callable[[str], PinnedSource],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _, url = daemon_on_node
-    repo, pinned, tip = make_repo(git_repos, kube_node.test_image)
-    project = setup_environment(Kube(kube_client), namespace, tmp_path, url, pinned)
-    code = main(
-        devjobs_run(kube_api, project, namespace, repo, "--trigger", "PostDeploy",
-                    "--git-image", git_image_ref)
-    )  # fmt: skip
+    source = pinned_source(url)
+    pinned, tip = source.pinned, source.tip
+    code = main(source.devjobs_run("--trigger", "PostDeploy", "--git-image", source.git_image))
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, out + captured.err
@@ -145,30 +146,23 @@ def test_the_clone_checks_out_the_pinned_commit_then_setup_and_job_run_in_it(
     assert "[show/devjobs-setup-post-create] setup in checkout" in out
     assert "[show] job sees pinned-A after pinned-A" in out
     assert "web/show  Succeeded" in out
-    job = Kube(kube_client).list(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"][0]
+    job = Kube(kube_client).list(f"/apis/batch/v1/namespaces/{source.namespace}/jobs")["items"][0]
     assert job["metadata"]["annotations"]["devjobs.dev/commit"] == pinned
 
 
 def test_clone_credentials_come_from_the_secret_named_by_git_secret(
-    kube_api: Any,
     kube_client: Any,
-    catalyst_crds: list[str],
-    namespace: str,
-    tmp_path: Path,
-    kube_node: Any,
-    git_image_ref: str,
-    git_repos: RepoRoot,
     http_on_node: tuple[GitHttpServer, str],
+    pinned_source: Callable[[str], PinnedSource],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     server, url = http_on_node
-    repo, pinned, _ = make_repo(git_repos, kube_node.test_image)
-    kube = Kube(kube_client)
-    project = setup_environment(kube, namespace, tmp_path, url, pinned)
-    base = ["--trigger", "PostDeploy", "--git-image", git_image_ref, "--no-logs"]
+    source = pinned_source(url)
+    kube, namespace = Kube(kube_client), source.namespace
+    base = ["--trigger", "PostDeploy", "--git-image", source.git_image, "--no-logs"]
 
     # Without the Secret the server refuses the clone: the job fails in devjobs-clone.
-    assert main(devjobs_run(kube_api, project, namespace, repo, *base)) == 1
+    assert main(source.devjobs_run(*base)) == 1
     out = capsys.readouterr().out
     assert "devjobs-clone exited with code 128" in out and "web/show  Failed" in out
 
@@ -183,7 +177,7 @@ def test_clone_credentials_come_from_the_secret_named_by_git_secret(
         },
     )
     server.requests.clear()
-    code = main(devjobs_run(kube_api, project, namespace, repo, *base, "--git-secret", "git-cred"))
+    code = main(source.devjobs_run(*base, "--git-secret", "git-cred"))
     out = capsys.readouterr().out
     assert code == 0, out
     assert "web/show  Succeeded" in out

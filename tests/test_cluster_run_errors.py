@@ -11,8 +11,7 @@ import pytest
 
 from devjobs.cli import main
 from devjobs.runner.kubeapi import Kube
-
-GROUP = "catalyst.catalyst.dev"
+from tests.catalyst import GROUP, create_environment, write_devcontainer
 
 
 @pytest.fixture
@@ -20,24 +19,9 @@ def setup(
     kube_api: Any, kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path
 ) -> dict[str, Any]:
     kube = Kube(kube_client)
-    kube.request(
-        "POST",
-        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
-        body={
-            "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-            "kind": "Environment",
-            "metadata": {"name": "pr-3", "namespace": namespace},
-            "spec": {
-                "projectRef": {"name": "shop"},
-                "type": "development",
-                "sources": [{"name": "web", "branch": "main", "commitSha": "ab" * 20}],
-            },
-        },
-    )
+    create_environment(kube, "pr-3", namespace, sources={"web": "ab" * 20})
     source = tmp_path / "web"
-    (source / ".devcontainer").mkdir(parents=True)
-    config = {"image": "devjobs.test/busybox:1", "tasks": {"test": "echo t"}}
-    (source / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config))
+    write_devcontainer(source, {"image": "devjobs.test/busybox:1", "tasks": {"test": "echo t"}})
     return {"kube": kube, "namespace": namespace, "source": source, "tmp": tmp_path}
 
 

@@ -10,7 +10,6 @@ test_cluster_run_clone.py, this file pins the statuses.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from devjobs.cli import main
 from devjobs.runner.kubeapi import Kube
+from tests.catalyst import create_environment, project, write_devcontainer, write_project
 from tests.fake_github import fake_github
 
 pytestmark = pytest.mark.tier2
@@ -31,48 +31,18 @@ def setup(
     kube_api: Any, kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path,
     kube_node: Any,
 ) -> list[str]:  # fmt: skip
-    Kube(kube_client).request(
-        "POST",
-        f"/apis/catalyst.catalyst.dev/v1alpha1/namespaces/{namespace}/environments",
-        body={
-            "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-            "kind": "Environment",
-            "metadata": {"name": "pr-9", "namespace": namespace},
-            "spec": {
-                "projectRef": {"name": "shop"},
-                "type": "development",
-                "sources": [{"name": "app", "branch": "main", "commitSha": SHA}],
-            },
-        },
-    )
+    create_environment(Kube(kube_client), "pr-9", namespace, sources={"app": SHA})
     source = tmp_path / "app"
-    (source / ".devcontainer").mkdir(parents=True)
     config = {
         "image": kube_node.test_image,
         "tasks": {"pass": "echo fine", "fail": "echo broken; exit 2"},
     }
-    (source / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config))
-    project = tmp_path / "project.yaml"
-    project.write_text(
-        json.dumps(
-            {
-                "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-                "kind": "Project",
-                "metadata": {"name": "shop"},
-                "spec": {
-                    "sources": [
-                        {
-                            "name": "app",
-                            "repositoryUrl": "https://github.com/org/app.git",
-                            "branch": "main",
-                        }
-                    ]
-                },
-            }
-        )
+    write_devcontainer(source, config)
+    project_file = write_project(
+        tmp_path / "project.yaml", project({"app": "https://github.com/org/app.git"})
     )
     return [
-        "run", str(project), "--source", f"app={source}", "--environment", f"{namespace}/pr-9",
+        "run", str(project_file), "--source", f"app={source}", "--environment", f"{namespace}/pr-9",
         "--kubeconfig", str(kube_api.kubeconfig), "--workspace", "empty", "--no-logs",
     ]  # fmt: skip
 

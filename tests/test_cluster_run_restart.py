@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from devjobs.runner.cluster_run import run_on_cluster
+from tests.catalyst import DEVCONTAINER
 from tests.cluster.restart import restart_apiserver
 from tests.test_cluster_run import env, environment_conditions, parse  # noqa: F401
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.tier2
 def test_an_api_server_restart_mid_run_loses_and_repeats_nothing(
     env: dict[str, Any],  # noqa: F811
 ) -> None:
-    config = env["source"] / ".devcontainer" / "devcontainer.json"
+    config = env["source"] / DEVCONTAINER
     text = config.read_text().replace(
         '"slow": "echo started slow; sleep 120"',
         '"slow": "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line-$i; sleep 1; done"',

@@ -18,11 +18,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.catalyst import GROUP, VERSION, environment
 from tests.cluster.controlplane import KubeApi
 from tests.cluster.node import Node
 from tests.cluster.nodenet import NodePortForward
 
-ENVIRONMENTS = ("catalyst.catalyst.dev", "v1alpha1", "environments")
+ENVIRONMENTS = (GROUP, VERSION, "environments")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -128,12 +129,7 @@ def test_environment_status_accepts_dotted_job_condition_type(
 ) -> None:
     assert "environments.catalyst.catalyst.dev" in catalyst_crds
     api: Any = client.CustomObjectsApi(kube_client)
-    body = {
-        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-        "kind": "Environment",
-        "metadata": {"name": "pr-1"},
-        "spec": {"projectRef": {"name": "shop"}, "type": "deployment"},
-    }
+    body = environment("pr-1", namespace, type_="deployment")
     api.create_namespaced_custom_object(*ENVIRONMENTS[:2], namespace, ENVIRONMENTS[2], body)
 
     patched = api.patch_namespaced_custom_object_status(
@@ -148,12 +144,7 @@ def test_environment_status_rejects_colon_job_condition_type(
     kube_client: Any, catalyst_crds: list[str], namespace: str
 ) -> None:
     api: Any = client.CustomObjectsApi(kube_client)
-    body = {
-        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-        "kind": "Environment",
-        "metadata": {"name": "pr-2"},
-        "spec": {"projectRef": {"name": "shop"}, "type": "deployment"},
-    }
+    body = environment("pr-2", namespace, type_="deployment")
     api.create_namespaced_custom_object(*ENVIRONMENTS[:2], namespace, ENVIRONMENTS[2], body)
 
     with pytest.raises(ApiException) as err:

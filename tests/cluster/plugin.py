@@ -39,8 +39,9 @@ Fixtures
     server there with ``tests.cluster.nodenet.NodePortForward(node, port).url(...)``),
     ``.host_ip`` (this machine's end of the node's veth), ``.apiserver_url`` (the API
     server as the node and hostNetwork pods reach it; TLS name ``localhost``),
-    ``.import_image(archive)``, ``.run_in_node(*argv)``. Against ``DEVJOBS_TEST_KUBECONFIG`` it is the cluster's first Ready node and
-    ``.test_image`` is ``DEVJOBS_TEST_IMAGE`` (default ``busybox:1.36``).
+    ``.import_image(archive)``, ``.run_in_node(*argv)``. Against
+    ``DEVJOBS_TEST_KUBECONFIG`` it is the cluster's first Ready node and ``.test_image``
+    is ``DEVJOBS_TEST_IMAGE`` (default ``busybox:1.36``).
 
 Marker
 ------
