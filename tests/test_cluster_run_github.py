@@ -103,3 +103,42 @@ def test_an_unknown_target_url_field_is_a_one_line_error_before_anything_is_read
     assert code == 1
     assert err.startswith("devjobs: error: github target URL template: unknown field(s) ['build']")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_init_container_job_gets_pending_then_its_result_at_predeploy(
+    kube_api: Any, kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path,
+    kube_node: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`runAs: InitContainer` jobs report like Jobs: pending when the workload patch is
+    applied, then the init container's result."""
+    from tests.test_cluster_run_workload import deployment
+
+    kube = Kube(kube_client)
+    kube.apply(deployment(namespace, image=kube_node.test_image), field_manager="catalyst")
+    create_environment(kube, "pr-10", namespace, sources={"app": SHA})
+    source = tmp_path / "app"
+    write_devcontainer(source, {"image": kube_node.test_image})
+    migrate = {
+        "name": "migrate",
+        "trigger": "PreDeploy",
+        "runAs": "InitContainer",
+        "image": kube_node.test_image,
+        "command": ["sh", "-c", "echo migrated"],
+    }
+    project_file = write_project(
+        tmp_path / "project.yaml",
+        project({"app": "https://github.com/org/app.git"}, jobs={"app": [migrate]}),
+    )
+    monkeypatch.setenv("DEVJOBS_GITHUB_TOKEN", TOKEN)
+    with fake_github(TOKEN) as fake:
+        code = main(
+            ["run", str(project_file), "--source", f"app={source}",
+             "--environment", f"{namespace}/pr-10", "--kubeconfig", str(kube_api.kubeconfig),
+             "--workspace", "empty", "--no-logs", "--trigger", "PreDeploy",
+             "--github-api-url", fake.url]
+        )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    assert fake.violations == []
+    states = [s["state"] for s in fake.statuses if s["context"] == "devjobs/app/migrate"]
+    assert states == ["pending", "success"], fake.statuses
