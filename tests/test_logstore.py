@@ -137,10 +137,10 @@ def environment(kube_client: Any, namespace: str, catalyst_crds: list[str]) -> d
         "metadata": {"name": "pr-1"},
         "spec": {"projectRef": {"name": "app"}, "type": "development"},
     }
+    # Any: the generated client's models are not what the tests pass (plain dicts).
+    api: Any = client.CustomObjectsApi(kube_client)
     return dict(
-        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
-            ENV_GROUP, ENV_VERSION, namespace, ENV_PLURAL, body
-        )
+        api.create_namespaced_custom_object(ENV_GROUP, ENV_VERSION, namespace, ENV_PLURAL, body)
     )
 
 
@@ -166,6 +166,7 @@ def test_saved_tail_is_read_back_bounded_and_owned_by_the_environment(
     cm = client.CoreV1Api(kube_client).read_namespaced_config_map(
         configmap_name("pr-1", "web/test"), namespace
     )
+    assert cm.metadata is not None and cm.metadata.owner_references is not None
     [owner] = cm.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid) == (
         "Environment",
@@ -185,12 +186,15 @@ def test_saving_the_same_tail_again_writes_nothing_and_a_new_tail_replaces_it(
         save_log_tail(kube_client, namespace, environment, "web/test", {"job": "one\n", "old": "x"})
         is True
     )
-    version = core.read_namespaced_config_map(name, namespace).metadata.resource_version
+    first = core.read_namespaced_config_map(name, namespace)
+    assert first.metadata is not None
+    version = first.metadata.resource_version
     assert (
         save_log_tail(kube_client, namespace, environment, "web/test", {"job": "one\n", "old": "x"})
         is False
     )
-    assert core.read_namespaced_config_map(name, namespace).metadata.resource_version == version
+    again = core.read_namespaced_config_map(name, namespace)
+    assert again.metadata is not None and again.metadata.resource_version == version
 
     assert save_log_tail(kube_client, namespace, environment, "web/test", {"job": "two\n"}) is True
     assert read_log_tail(kube_client, namespace, "pr-1", "web/test") == {"job": "two\n"}
@@ -302,7 +306,9 @@ def test_tails_fetched_from_a_finished_pod_survive_its_deletion(
     core.create_namespaced_pod(namespace, client.V1Pod.model_validate(pod))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        phase = core.read_namespaced_pod("web-test-1", namespace).status.phase
+        status = core.read_namespaced_pod("web-test-1", namespace).status
+        assert status is not None
+        phase = status.phase
         if phase in ("Succeeded", "Failed"):
             break
         time.sleep(0.2)

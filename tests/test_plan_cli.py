@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.gitserver import GitDaemon, RepoRoot
+
 DEVCONTAINER = """\
 // The app's development container.
 {
@@ -240,7 +242,7 @@ def test_config_for_an_unknown_source_is_an_error(app: Path) -> None:
 
 
 def test_remote_project_is_planned_at_its_branch_and_pinned_commit(
-    git_repos, git_daemon, tmp_path: Path
+    git_repos: RepoRoot, git_daemon: GitDaemon, tmp_path: Path
 ) -> None:
     repo = git_repos.create("app")
     repo.write(".devcontainer/devcontainer.json", DEVCONTAINER)
@@ -280,7 +282,7 @@ def test_remote_project_is_planned_at_its_branch_and_pinned_commit(
 
 
 def test_file_urls_are_refused_inside_a_project_but_allowed_on_the_command_line(
-    git_repos, tmp_path: Path
+    git_repos: RepoRoot, tmp_path: Path
 ) -> None:
     repo = git_repos.create("app")
     repo.write(".devcontainer/devcontainer.json", DEVCONTAINER)

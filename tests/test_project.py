@@ -73,7 +73,8 @@ spec:
 """
     both = read_resources(write(tmp_path, CATALYST_PROJECT + "---\n" + environment), None)
     assert both.environment is not None
-    assert both.environment.sources[0].commit_sha.startswith("0123")
+    commit_sha = both.environment.sources[0].commit_sha
+    assert commit_sha is not None and commit_sha.startswith("0123")
     separate = read_resources(
         write(tmp_path, CATALYST_PROJECT), write(tmp_path, environment, "env.yaml")
     )

@@ -44,7 +44,8 @@ def jobs_aware_crd(kube_client: Any) -> None:
 def create(kube_client: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     from kubernetes import client
 
-    api = client.CustomObjectsApi(kube_client)
+    # Any: the generated client's models are not what the tests pass (plain dicts).
+    api: Any = client.CustomObjectsApi(kube_client)
     created: dict[str, Any] = api.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"
     )
@@ -54,7 +55,7 @@ def create(kube_client: Any, namespace: str, body: dict[str, Any]) -> dict[str, 
 def test_jobs_and_devcontainer_fields_survive_the_api_server(
     kube_client: Any, namespace: str, jobs_aware_crd: None
 ) -> None:
-    jobs = [
+    jobs: list[dict[str, Any]] = [
         {"name": "test", "trigger": "PostDeploy", "timeoutSeconds": 600, "retries": 1},
         {
             "name": "migrate",
@@ -95,6 +96,7 @@ def test_the_server_rejects_what_the_models_reject(
     with pytest.raises(ApiException) as error:
         create(kube_client, namespace, project("bad", [job]))
     assert error.value.status == 422 or (error.value.status == 400 and field == "comand")
+    assert error.value.body is not None
     assert field in json.loads(error.value.body)["message"]
 
 

@@ -3,6 +3,8 @@ tests/test_render_server.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from devjobs.errors import DevjobsError
@@ -12,7 +14,7 @@ from devjobs.runner.workspace import GitCredentials
 from tests.render_fixtures import SHA, environment, job, plan, standard_plan
 
 
-def _jobs(trigger: Trigger = Trigger.POST_DEPLOY, **kwargs: object) -> dict[str, dict]:
+def _jobs(trigger: Trigger = Trigger.POST_DEPLOY, **kwargs: object) -> dict[str, dict[str, Any]]:
     rendered = render(standard_plan(), environment(), RenderOptions(trigger=trigger, **kwargs))  # type: ignore[arg-type]
     return {r.config.name: r.manifest for r in rendered.jobs}
 

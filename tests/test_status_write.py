@@ -55,7 +55,8 @@ class Envs:
         from kubernetes import client
 
         self.client = api_client
-        self.api = client.CustomObjectsApi(api_client)
+        # Any: the generated client's models are not what the tests pass (plain dicts).
+        self.api: Any = client.CustomObjectsApi(api_client)
         self.namespace = namespace
 
     def create(self, name: str = "pr-1") -> dict[str, Any]:
@@ -325,7 +326,9 @@ def restricted(kube_client: Any, namespace: str, catalyst_crds: list[str]) -> It
     status, authenticated with a token from the TokenRequest API."""
     from kubernetes import client
 
-    core, rbac = client.CoreV1Api(kube_client), client.RbacAuthorizationV1Api(kube_client)
+    # Any: the generated client's models are not what the tests pass (plain dicts).
+    core: Any = client.CoreV1Api(kube_client)
+    rbac: Any = client.RbacAuthorizationV1Api(kube_client)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
     rbac.create_namespaced_role(
         namespace,

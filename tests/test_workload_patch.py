@@ -3,12 +3,14 @@ tests/test_cluster_run_workload.py)."""
 
 from __future__ import annotations
 
-from devjobs.resolver.models import RunAs, Trigger
+from typing import Any
+
+from devjobs.resolver.models import JobPlan, RunAs, Trigger
 from devjobs.runner.render import RenderOptions, render
 from tests.render_fixtures import environment, job, plan, standard_plan
 
 
-def _patch(p=None, **kwargs: object) -> dict:  # type: ignore[no-untyped-def]
+def _patch(p: JobPlan | None = None, **kwargs: object) -> dict[str, Any]:
     options = RenderOptions(trigger=Trigger.PRE_DEPLOY, **kwargs)  # type: ignore[arg-type]
     patch = render(p or standard_plan(), environment(), options).workload_patch
     assert patch is not None
