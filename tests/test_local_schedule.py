@@ -87,7 +87,7 @@ def test_trigger_and_names_together_are_refused() -> None:
 
 def test_a_missing_setup_job_is_an_input_error() -> None:
     plan = JobPlan(jobs=[job("test", Trigger.POST_BUILD, setup=["post-create"])])
-    with pytest.raises(DevjobsError, match="setup job 'post-create' is not in source 'app'"):
+    with pytest.raises(DevjobsError, match="setup job 'post-create' is not a job of source 'app'"):
         build_schedule(plan)
 
 

@@ -177,7 +177,7 @@ def test_an_unknown_job_is_an_error_naming_the_known_ones() -> None:
 
 
 def test_a_missing_setup_step_is_an_error() -> None:
-    with pytest.raises(DevjobsError, match="setup step 'gone'"):
+    with pytest.raises(DevjobsError, match="setup job 'gone' is not a job of source 'web'"):
         render(
             plan(job("t", setup=["gone"])),
             environment(),

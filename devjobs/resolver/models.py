@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from devjobs.errors import DevjobsError
+
 # Pydantic looks for plugins in every installed distribution's entry points when the
 # first model is built: 15-20 ms of every command's start-up, for plugins devjobs never
 # uses. Disabled while these models are built, then the caller's setting is restored,
@@ -171,6 +173,18 @@ class JobPlan(Model):
     def jobs_for(self, trigger: Trigger) -> list[JobConfig]:
         """Jobs of one lifecycle point, in plan order."""
         return [job for job in self.jobs if job.trigger == trigger]
+
+    def setup_of(self, job: JobConfig) -> list[JobConfig]:
+        """The setup jobs `job` runs first, in order (from the same source)."""
+        steps = []
+        for name in job.setup:
+            try:
+                steps.append(self.job(job.source, name))
+            except KeyError:
+                raise DevjobsError(
+                    f"job {job.key}", f"setup job {name!r} is not a job of source {job.source!r}"
+                ) from None
+        return steps
 
     def job(self, source: str, name: str) -> JobConfig:
         """The job `source/name`; KeyError when there is none."""

@@ -206,15 +206,7 @@ def _entries(job: JobConfig) -> list[tuple[str, list[str]]]:
 
 
 def setup_steps(plan: JobPlan, job: JobConfig) -> list[JobConfig]:
-    steps = []
-    for name in job.setup:
-        try:
-            steps.append(plan.job(job.source, name))
-        except KeyError:
-            raise DevjobsError(
-                f"job {job.key}", f"setup step {name!r} is not a job of source {job.source!r}"
-            ) from None
-    return steps
+    return plan.setup_of(job)
 
 
 def step_containers(

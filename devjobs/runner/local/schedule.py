@@ -84,15 +84,7 @@ def unit_for(plan: JobPlan, job: JobConfig) -> Unit:
 
 def setup_jobs(plan: JobPlan, job: JobConfig) -> tuple[JobConfig, ...]:
     """The jobs named in `job.setup`, from the same source, in the order given."""
-    found = []
-    for name in job.setup:
-        try:
-            found.append(plan.job(job.source, name))
-        except KeyError:
-            raise DevjobsError(
-                f"job {job.key}", f"setup job {name!r} is not in source {job.source!r}"
-            ) from None
-    return tuple(found)
+    return tuple(plan.setup_of(job))
 
 
 def _select(plan: JobPlan, names: Sequence[str]) -> list[JobConfig]:
