@@ -11,18 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from devjobs.cli.numbers import whole_number
 from devjobs.errors import DevjobsError
 from devjobs.resolver.models import Trigger
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
 
 
 def add_render_arguments(parser: Any, *, selection: bool = True) -> None:
@@ -83,7 +74,7 @@ def add_render_arguments(parser: Any, *, selection: bool = True) -> None:
     )
     parser.add_argument(
         "--ttl",
-        type=_positive_int,
+        type=whole_number(0),
         metavar="SECONDS",
         help="how long finished Jobs are kept (default: a week)",
     )

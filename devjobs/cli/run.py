@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from devjobs.cli.numbers import seconds, whole_number
 from devjobs.cli.plan import add_input_arguments, request_from_args
 from devjobs.errors import DevjobsError
 
@@ -89,14 +90,14 @@ def register(subparsers: Any) -> None:
     )
     local.add_argument("--network", metavar="NAME", help="docker: the job containers' network")
     local.add_argument(
-        "-j", "--jobs", dest="parallelism", type=_positive_int, default=1, metavar="N",
+        "-j", "--jobs", dest="parallelism", type=whole_number(1), default=1, metavar="N",
         help="run up to N independent jobs of a lifecycle point at once (default 1)",
     )  # fmt: skip
     local.add_argument(
         "--fail-fast", action="store_true", help="stop everything at the first failed job"
     )
     local.add_argument(
-        "--timeout", type=_positive_float, metavar="SECONDS",
+        "--timeout", type=seconds, metavar="SECONDS",
         help="per-job time limit, overriding each job's timeoutSeconds",
     )  # fmt: skip
     local.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
@@ -242,23 +243,3 @@ def _trigger(text: str) -> Any:
         return parse_trigger(text)
     except DevjobsError as error:
         raise argparse.ArgumentTypeError(error.message) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
