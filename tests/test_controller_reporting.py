@@ -11,6 +11,7 @@ request that breaks the documented contract.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,10 +142,29 @@ def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
         for context, end in (("devjobs/app/check", "success"), ("devjobs/app/lint", "failure")):
             states = [s["state"] for s in github.statuses if s["context"] == context]
             assert states in (["pending", end], [end]), states
+
+        # What was posted is kept on each Job, so a restarted controller (which remembers
+        # nothing) does not post it again.
+        posted = {
+            name: job.metadata.annotations.get("devjobs.dev/github-state")
+            for name, job in catalyst.devjobs_jobs().items()
+        }
+        assert sorted(posted.values()) == ["failure", "success"], posted
     finally:
         stop.set()
         thread.join(10)
     assert controller.stats.errors == 0
+    before = len(github.statuses)
+    restarted = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    second, stop, thread = run_controller(kube_api, namespace, plan(image), restarted)
+    try:
+        wait("the restarted controller to reconcile", lambda: second.stats.reconciles > 0, 30)
+        time.sleep(2)  # room for any status it would post
+    finally:
+        stop.set()
+        thread.join(10)
+    assert len(github.statuses) == before, github.statuses[before:]
+    assert second.stats.errors == 0
 
 
 def test_a_github_failure_is_a_warning_event_never_a_job_failure(

@@ -29,6 +29,8 @@ from devjobs.runner.render import (
 
 RUN_ANNOTATION = "devjobs.dev/run"
 """`job[,job]`: the Manual jobs a UI or `devjobs run` asks the controller to start."""
+GITHUB_STATE_ANNOTATION = "devjobs.dev/github-state"
+"""On a Job: the GitHub commit state last posted for it."""
 REQUEST_ANNOTATION = naming.label("request")
 """On a Manual Job: the id of the request that started it (see `manual_request`)."""
 BUILD_LABEL = "catalyst.dev/job-type"
@@ -100,6 +102,9 @@ class JobObs:
     pod cannot pull its image is reported Failed but still holds a pod until cancelled."""
     pod: str | None = None
     """Its newest pod (whose logs are kept when the job ends), if it still has one."""
+    github_state: str | None = None
+    """The GitHub commit state last posted for this Job (its annotation), so a restarted
+    controller does not post it again."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,7 @@ def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs
     labels = _map(meta.get("labels"))
     annotations = _map(meta.get("annotations"))
     request = annotations.get(REQUEST_ANNOTATION)
+    github_state = annotations.get(GITHUB_STATE_ANNOTATION)
     return JobObs(
         name=str(meta.get("name", "")),
         key=str(annotations.get(ANNOTATION_JOB_KEY, "")),
@@ -247,6 +253,7 @@ def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs
         created=str(meta.get("creationTimestamp") or ""),
         deleting=bool(meta.get("deletionTimestamp")),
         state=job_state(job, pods),
+        github_state=github_state if isinstance(github_state, str) else None,
         terminal=any(
             _map(c).get("type") in ("Complete", "Failed") and _map(c).get("status") == "True"
             for c in _list(_map(job.get("status")).get("conditions"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from devjobs.controller.decide import RecordEvent, SaveLogTail
-from devjobs.controller.observe import LOG_JOB_ANNOTATION, JobObs, Observed
+from devjobs.controller.observe import GITHUB_STATE_ANNOTATION, LOG_JOB_ANNOTATION, JobObs, Observed
 from devjobs.errors import DevjobsError
 from devjobs.runner import environment as envmod
 from devjobs.runner import naming
@@ -104,12 +104,18 @@ class Reporting:
             # running, its pod done before the Job is) changes often, and each change
             # would be another request.
             seen = (env.ref, key, commit)
-            if self._posted_states.get(seen) == (job.name, state_for(state.phase)):
+            github_state = state_for(state.phase)
+            if self._posted_states.get(seen) == (job.name, github_state):
+                continue
+            if job.github_state == github_state:
+                # Posted before this process started (the Job's annotation says so).
+                self._posted_states[seen] = (job.name, github_state)
                 continue
             try:
                 if post_job_status(self.github, urls.get(key.partition("/")[0]), state):
                     made += 1
-                self._posted_states[seen] = (job.name, state_for(state.phase))
+                    _record_posted(kube, env, job.name, github_state)
+                self._posted_states[seen] = (job.name, github_state)
             except DevjobsError as error:
                 text = f"commit status of {key} not posted: {error}"
                 what = f"github/{key}/{commit}/{state.phase.value}"
@@ -136,6 +142,17 @@ class Reporting:
             record_event(kube, env, event)
         except KubeError as error:
             log.warning("%s: event not recorded: %s", env.ref, error)
+
+
+def _record_posted(kube: Kube, env: envmod.Environment, job_name: str, state: str) -> None:
+    """Keep the posted state on the Job, where a restarted controller finds it. A merge
+    patch of one annotation: Catalyst does not watch devjobs' Jobs, so this wakes nobody."""
+    path = f"/apis/batch/v1/namespaces/{quote(env.namespace)}/jobs/{quote(job_name)}"
+    body = {"metadata": {"annotations": {GITHUB_STATE_ANNOTATION: state}}}
+    try:
+        kube.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+    except KubeError as error:
+        log.warning("%s: GitHub state of Job %s not recorded: %s", env.ref, job_name, error)
 
 
 def _with_commit(state: JobState, commit: str) -> JobState:
