@@ -8,7 +8,6 @@ consumes only these models. Field names serialise in camelCase, as in Kubernetes
 from __future__ import annotations
 
 import enum
-import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -16,13 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from devjobs.errors import DevjobsError
-
-# Pydantic looks for plugins in every installed distribution's entry points when the
-# first model is built: 15-20 ms of every command's start-up, for plugins devjobs never
-# uses. Disabled while these models are built, then the caller's setting is restored,
-# so jobs started later see the environment they were given.
-_PLUGINS_SETTING = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
-os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
 
 API_VERSION: Literal["devjobs.dev/v1alpha1"] = "devjobs.dev/v1alpha1"
 
@@ -251,8 +243,3 @@ class JobSpec(Model):
             raise ValueError(f"workingDir must be an absolute path, not {value!r}")
         return value
 
-
-if _PLUGINS_SETTING is None:
-    del os.environ["PYDANTIC_DISABLE_PLUGINS"]
-else:
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = _PLUGINS_SETTING
