@@ -99,7 +99,10 @@ def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
                 (c := catalyst.conditions())
                 and c.get("Job.app.check", {}).get("status") == "True"
                 and c.get("Job.app.lint", {}).get("status") == "False"
+                # Each tail joins its condition once the log is kept, a reconcile after
+                # the job ended: wait for both, not just the one that came first.
                 and "lint found" in c["Job.app.lint"]["message"]
+                and "second line" in c["Job.app.check"]["message"]
                 and c
             ),
             90,
