@@ -25,9 +25,16 @@ from devjobs.controller.decide import (
     WriteConditions,
     reconcile,
 )
-from devjobs.controller.observe import RUN_ANNOTATION, manual_request, observe
+from devjobs.controller.observe import (
+    RUN_ANNOTATION,
+    init_github_state_annotation,
+    manual_request,
+    observe,
+    workload_obs,
+)
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
 from devjobs.runner.conditions import merge_conditions
+from devjobs.runner.jobstate import Phase
 
 SHA1 = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 SHA2 = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -634,6 +641,51 @@ def test_init_container_runs_of_an_older_spec_do_not_count() -> None:
     cluster.settle()
     seed = cluster.conditions()["Job.web.seed"]
     assert (seed["status"], seed["reason"]) == ("True", "Succeeded")
+
+
+def test_init_container_jobs_get_commit_statuses_once_their_patch_is_applied() -> None:
+    # No statuses before the patch carrying them is applied (no build yet).
+    cluster = Cluster(deployment=deployment(ready=True))
+    assert decide.decide(cluster.observed()).init_statuses == {}
+    # The round that applies it: pending, even though the workload (its old template,
+    # which never ran these containers) is Ready.
+    cluster.builds = [build_job(SHA1)]
+    first = decide.decide(cluster.observed())
+    assert any(isinstance(a, ApplyWorkload) for a in first.actions)
+    (key, state), *more = first.init_statuses.items()
+    assert not more and key == "web/seed"
+    assert (state.phase, state.commit) == (Phase.PENDING, SHA1)
+    cluster.apply(first.actions)
+    assert cluster.deployment is not None
+    cluster.deployment["status"] = {"observedGeneration": 1}  # rolling out, nothing ready
+    cluster.settle()
+    assert decide.decide(cluster.observed()).init_statuses[key].phase is Phase.PENDING
+    # Its init container's result, at the commit it ran.
+    cluster.workload_pods = [_workload_pod(cluster, {"devjobs-clone-web": 0,
+                                                     "devjobs-web-seed": 4})]  # fmt: skip
+    failed = decide.decide(cluster.observed()).init_statuses[key]
+    assert (failed.phase, failed.reason, failed.commit) == (Phase.FAILED, "Failed", SHA1)
+    # A new commit: its patch is applied, pending again at that commit.
+    cluster.env["spec"]["sources"][0]["commitSha"] = SHA2
+    cluster.builds.append(build_job(SHA2))
+    again = decide.decide(cluster.observed())
+    assert any(isinstance(a, ApplyWorkload) for a in again.actions)
+    assert (again.init_statuses[key].phase, again.init_statuses[key].commit) == (
+        Phase.PENDING, SHA2,
+    )  # fmt: skip
+
+
+def test_the_posted_init_container_states_are_read_back_from_the_deployment() -> None:
+    annotation = init_github_state_annotation("web/seed")
+    assert annotation == "devjobs.dev/github-state.web.seed"
+    dep = deployment()
+    dep["metadata"]["annotations"] = {annotation: f"failure@{SHA1}", "other": "x"}
+    workload = workload_obs(dep)
+    assert workload.github_state("web/seed", SHA1) == "failure"
+    assert workload.github_state("web/seed", SHA2) is None
+    assert workload.github_state("web/migrate", SHA1) is None
+    long = init_github_state_annotation("s" * 40 + "/" + "j" * 40)
+    assert len(long.partition("/")[2]) <= 63
 
 
 @pytest.mark.parametrize("phase", ["", "Pending", "Provisioning", "Building", "Ready", "Failed"])

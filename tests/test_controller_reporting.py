@@ -20,10 +20,12 @@ import pytest
 
 from devjobs.controller.decide import Settings
 from devjobs.controller.main import Config, Controller
+from devjobs.controller.observe import observe
 from devjobs.controller.report import Reporting, github_from_env
-from devjobs.resolver.models import JobConfig, JobPlan, SourceInfo, Trigger
+from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
 from devjobs.runner.github import GitHubStatuses
-from devjobs.runner.kubeapi import connect
+from devjobs.runner.jobstate import JobState, Phase
+from devjobs.runner.kubeapi import Kube, connect
 from devjobs.runner.logstore import read_log_tail
 from devjobs.runner.render import RenderOptions
 from tests.fake_github import FakeGitHub, fake_github
@@ -210,3 +212,156 @@ def test_a_github_failure_is_a_warning_event_never_a_job_failure(
     finally:
         stop.set()
         thread.join(10)
+
+
+# --- InitContainer jobs: statuses from the workload's pods, kept on the Deployment -----
+
+
+def init_plan(image: str) -> JobPlan:
+    def job(name: str, trigger: Trigger, script: str, **kwargs: Any) -> JobConfig:
+        return JobConfig(name=name, source="app", trigger=trigger,
+                         working_dir="/workspaces/shop", image=image,
+                         command=["sh", "-c", script], **kwargs)  # fmt: skip
+
+    return JobPlan(
+        sources=[SourceInfo(name="app", repository_url="https://github.com/acme/shop")],
+        jobs=[
+            job("check", Trigger.POST_BUILD, "echo checked"),
+            job("migrate", Trigger.PRE_DEPLOY, "echo migrated", run_as=RunAs.INIT_CONTAINER),
+            job("seed", Trigger.PRE_DEPLOY, "echo seeding; exit 4", run_as=RunAs.INIT_CONTAINER),
+        ],
+    )
+
+
+def test_init_container_jobs_post_pending_then_their_result_once_across_a_restart(
+    kube_api: Any,
+    kube_client: Any,
+    catalyst_crds: list[str],
+    project_crds: list[str],
+    kube_node: Any,
+    namespace: str,
+    github: FakeGitHub,
+) -> None:
+    image = kube_node.test_image
+    the_plan = init_plan(image)
+    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    controller, stop, thread = run_controller(kube_api, namespace, the_plan, reporting)
+    catalyst = Catalyst(kube_client, namespace, image)
+    try:
+        catalyst.create_project("https://github.com/acme/shop")
+        catalyst.create_environment(SHA)
+        # The workload is Ready before the build: the round that adds the init
+        # containers must still say pending (that readiness is the old template's).
+        catalyst.deploy_web()
+        wait("web Ready", lambda: catalyst.apps.read_namespaced_deployment(
+            "web", namespace).status.ready_replicas == 1, 60)  # fmt: skip
+        build = catalyst.build(SHA)
+        wait("the build", lambda: catalyst.build_done(build), 90)
+        conds = wait(
+            "the init container jobs' results",
+            lambda: (
+                (c := catalyst.conditions())
+                and c.get("Job.app.migrate", {}).get("status") == "True"
+                and c.get("Job.app.seed", {}).get("status") == "False"
+                and c.get("Job.app.check", {}).get("status") == "True"
+                and c
+            ),
+            120,
+        )
+        assert "code 4" in conds["Job.app.seed"]["message"]
+
+        def states(context: str) -> list[str]:
+            return [s["state"] for s in github.statuses if s["context"] == context]
+
+        wait("the final statuses", lambda: states("devjobs/app/seed")[-1:] == ["failure"]
+             and states("devjobs/app/migrate")[-1:] == ["success"], 30)  # fmt: skip
+        time.sleep(3)  # the seed's pod backs off and restarts: room for a repeat
+        assert github.violations == []
+        # Pending when the patch carrying them was applied, then the init container's result.
+        assert states("devjobs/app/migrate") == ["pending", "success"], github.statuses
+        assert states("devjobs/app/seed") == ["pending", "failure"], github.statuses
+        assert states("devjobs/app/check") in (["pending", "success"], ["success"])
+        assert {(s["sha"], s["repo"]) for s in github.statuses} == {(SHA, "acme/shop")}
+        (seed,) = [s for s in github.statuses if s["context"] == "devjobs/app/seed"][1:]
+        assert "code 4" in seed["description"], seed
+
+        # Kept on the Deployment, per job, by a merge patch of those annotations only.
+        web: Any = catalyst.apps.read_namespaced_deployment("web", namespace)
+        annotations = web.metadata.annotations
+        assert annotations["devjobs.dev/github-state.app.migrate"] == f"success@{SHA}"
+        assert annotations["devjobs.dev/github-state.app.seed"] == f"failure@{SHA}"
+        (entry,) = [m for m in web.metadata.managed_fields if m.manager == "devjobs-controller"]
+        assert entry.operation == "Update"
+        assert entry.fields_v1 == {"f:metadata": {"f:annotations": {
+            "f:devjobs.dev/github-state.app.migrate": {},
+            "f:devjobs.dev/github-state.app.seed": {},
+        }}}  # fmt: skip
+    finally:
+        stop.set()
+        thread.join(10)
+    assert controller.stats.errors == 0
+    before = len(github.statuses)
+    restarted = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    second, stop, thread = run_controller(kube_api, namespace, the_plan, restarted)
+    try:
+        wait("the restarted controller to reconcile", lambda: second.stats.reconciles > 0, 30)
+        time.sleep(3)  # room for any status it would post
+    finally:
+        stop.set()
+        thread.join(10)
+    assert len(github.statuses) == before, github.statuses[before:]
+    assert second.stats.errors == 0
+    assert github.violations == []
+
+
+class RecordingKube(Kube):
+    """No API server: records the requests reporting makes."""
+
+    def __init__(self) -> None:
+        super().__init__(api_client=None)
+        self.made: list[tuple[str, str, Any]] = []
+
+    def request(self, method: str, path: str, query: Any = None, body: Any = None,
+                content_type: str = "application/json", timeout: Any = 30,
+                stream: bool = False) -> Any:  # fmt: skip
+        self.made.append((method, path, body))
+        return {}
+
+
+def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_result(
+    github: FakeGitHub,
+) -> None:
+    env = {"apiVersion": "catalyst.catalyst.dev/v1alpha1", "kind": "Environment",
+           "metadata": {"name": "pr-1", "namespace": "ns", "uid": "u"},
+           "spec": {"projectRef": {"name": "shop"}, "type": "development",
+                    "sources": [{"name": "app", "branch": "main", "commitSha": SHA}]}}  # fmt: skip
+    web: dict[str, Any] = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {}}
+    kube = RecordingKube()
+    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+
+    def state(phase: Phase) -> JobState:
+        return JobState(source="app", job="seed", phase=phase, reason=phase.value,
+                        exit_code=None, started=None, finished=None, message="",
+                        commit=SHA, job_name=None)  # fmt: skip
+
+    def post(phase: Phase) -> int:
+        observed = observe(env, plan=init_plan("busybox:1"), deployment=web)
+        return reporting.post_statuses(kube, observed, {"app/seed": state(phase)})
+
+    assert [post(Phase.PENDING), post(Phase.PENDING), post(Phase.RUNNING)] == [1, 0, 0]
+    assert [post(Phase.FAILED), post(Phase.FAILED)] == [1, 0]
+    # A replacement pod runs the containers again: not news, GitHub keeps the failure.
+    assert post(Phase.PENDING) == 0
+    assert post(Phase.SUCCEEDED) == 1
+    assert [s["state"] for s in github.statuses] == ["pending", "failure", "success"]
+    assert github.violations == []
+    annotation = "devjobs.dev/github-state.app.seed"
+    assert [(m, p, b["metadata"]["annotations"][annotation]) for m, p, b in kube.made] == [
+        ("PATCH", "/apis/apps/v1/namespaces/ns/deployments/web", f"{s}@{SHA}")
+        for s in ("pending", "failure", "success")
+    ]
+    # A new process reads what was posted from the Deployment and posts nothing again.
+    web["metadata"]["annotations"] = {annotation: f"success@{SHA}"}
+    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    assert [post(Phase.SUCCEEDED), post(Phase.PENDING)] == [0, 0]
+    assert len(github.statuses) == 3

@@ -28,6 +28,11 @@ controller from writing). The rules, per Environment and for its current commit:
   Unknown/PlanFailed: then it is not known which of them still exist.
 - Finished Jobs' logs are kept (`SaveLogTail`, once per Job: the kept ConfigMap names
   it) and their tail goes into the job's condition message, as `devjobs run` does.
+- GitHub commit statuses of `runAs: InitContainer` jobs (`Decision.init_statuses`, posted
+  by `report.Reporting`): from the moment the workload patch carrying the job is applied
+  for the current commit (this round, or already in the workload), `pending` until its
+  init container's result, then that result, as `devjobs run` posts them. A round that
+  applies the patch is `pending` whatever the old template's rollout says.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from devjobs.runner.conditions import (
     merge_conditions,
 )
 from devjobs.runner.environment import Environment
-from devjobs.runner.jobstate import JobState, Phase, spec_subset
+from devjobs.runner.jobstate import InitJob, JobState, Phase, spec_subset
 from devjobs.runner.jobstate import init_container_states as shared_init_states
 from devjobs.runner.render import (
     RenderedJob,
@@ -142,6 +147,17 @@ Action = (
     | ClearManualRequest
     | RecordEvent
 )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One round's result: the actions, and what the reporting posts besides them."""
+
+    actions: list[Action]
+    init_statuses: Mapping[str, JobState] = field(default_factory=dict)
+    """Job key -> state (with its commit) of each InitContainer job of the current commit
+    whose workload patch is applied, once this round's actions have run: the commit
+    statuses to post for jobs that have no Job (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -297,16 +313,64 @@ def init_container_states(
     return shared_init_states(init_jobs(plan), workload.init_runs, wanted, observed.workload_name)
 
 
+def init_job_state(
+    job: JobConfig, init_states: Mapping[str, JobState], workload_ready: bool, workload: str
+) -> JobState:
+    """An InitContainer job's state once its workload patch is applied: its init
+    container's result, else Succeeded when the workload is Ready (its rollout ran the
+    containers), else Pending. The condition and the commit status both say this."""
+    if job.key in init_states:
+        return init_states[job.key]
+    if workload_ready:
+        return _state(job, Phase.SUCCEEDED, "Succeeded", f"ran as an init container of {workload}")
+    return _state(job, Phase.PENDING, "Waiting", f"runs as an init container of {workload}")
+
+
+def _init_statuses(
+    observed: Observed,
+    plan: JobPlan,
+    wanted: Sequence[Mapping[str, Any]],
+    *,
+    applying: bool,
+    workload_ready: bool,
+) -> dict[str, JobState]:
+    """`Decision.init_statuses`: the InitContainer jobs whose containers are in the
+    workload patch (`wanted`, rendered for a fired PreDeploy) and so in the workload once
+    this round has run. `applying`: this round applies the patch, so the workload's
+    readiness is the old template's and says nothing about these containers."""
+    if observed.workload is None or not wanted:
+        return {}
+    names = {str(c["name"]) for c in wanted}
+    inits: dict[str, InitJob] = {j.key: j for j in init_jobs(plan, observed.environment)}
+    results = init_container_states(observed, plan, wanted)
+    statuses: dict[str, JobState] = {}
+    for job in plan.jobs:
+        init = inits.get(job.key)
+        if job.run_as is not RunAs.INIT_CONTAINER or init is None or not init.commit:
+            continue
+        if not init.containers or not set(init.containers) <= names:
+            continue
+        ready = workload_ready and not applying
+        state = init_job_state(job, results, ready, observed.workload_name)
+        statuses[job.key] = dataclasses.replace(state, commit=init.commit)
+    return statuses
+
+
 # --- reconcile ----------------------------------------------------------------------
 
 
 def reconcile(observed: Observed, settings: Settings | None = None) -> list[Action]:
     """The actions that bring the cluster to what `observed` calls for (see module doc)."""
+    return decide(observed, settings).actions
+
+
+def decide(observed: Observed, settings: Settings | None = None) -> Decision:
+    """`reconcile`'s actions, with the InitContainer jobs' commit statuses."""
     settings = settings or Settings()
     env = observed.environment
     plan = observed.plan
     if plan is None:
-        return _plan_failed(observed, observed.plan_error or "no plan")
+        return Decision(_plan_failed(observed, observed.plan_error or "no plan"))
     current = revisions(plan, env)
     label = commit_label(current)
     options = dataclasses.replace(settings.render, workload=observed.workload_name)
@@ -425,7 +489,14 @@ def reconcile(observed: Observed, settings: Settings | None = None) -> list[Acti
             actions.append(WriteConditions(tuple(conditions), remove))
     order = (DeleteJob, ApplyWorkload, CreateJob, ClearManualRequest, SaveLogTail,
              WriteConditions, RecordEvent)  # fmt: skip
-    return sorted(actions, key=lambda a: order.index(type(a)))
+    statuses = _init_statuses(
+        observed,
+        plan,
+        workload_inits,
+        applying=any(isinstance(a, ApplyWorkload) for a in actions),
+        workload_ready=workload_ready and at_commit is not False,
+    )
+    return Decision(sorted(actions, key=lambda a: order.index(type(a))), statuses)
 
 
 def newest_finished(observed: Observed, at_current: Any) -> dict[str, JobObs]:
@@ -589,22 +660,7 @@ def _conditions(
             }[trigger]
             state = _state(job, Phase.PENDING, "Waiting", f"waiting for {waiting}")
         elif job.run_as is RunAs.INIT_CONTAINER:
-            if job.key in init_states:
-                state = init_states[job.key]
-            elif workload_ready:
-                state = _state(
-                    job,
-                    Phase.SUCCEEDED,
-                    "Succeeded",
-                    f"ran as an init container of {observed.workload_name}",
-                )
-            else:
-                state = _state(
-                    job,
-                    Phase.PENDING,
-                    "Waiting",
-                    f"runs as an init container of {observed.workload_name}",
-                )
+            state = init_job_state(job, init_states, workload_ready, observed.workload_name)
         else:
             name = rendered_name.get((job.key, trigger))
             seen = by_name.get(name) if name else None
@@ -648,10 +704,12 @@ __all__ = [
     "ApplyWorkload",
     "ClearManualRequest",
     "CreateJob",
+    "Decision",
     "DeleteJob",
     "RecordEvent",
     "Settings",
     "WriteConditions",
     "condition_type",
+    "decide",
     "reconcile",
 ]

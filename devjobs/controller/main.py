@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from devjobs.controller import act
-from devjobs.controller.decide import Settings, reconcile
+from devjobs.controller.decide import Settings, decide
 from devjobs.controller.observe import BUILD_LABEL, WORKLOAD_LABEL, observe
 from devjobs.controller.report import Reporting
 from devjobs.errors import DevjobsError
@@ -432,7 +432,8 @@ class Controller:
             workload_name=self.config.workload,
         )
         self.recent.seen(namespace, [str(o["metadata"]["name"]) for o in in_ns])
-        actions = reconcile(observed, self.config.settings)
+        decision = decide(observed, self.config.settings)
+        actions = decision.actions
         if actions:
             if any(type(a).__name__ == "CreateJob" for a in actions):
                 self.stats.first_create.setdefault(key, time.monotonic())
@@ -440,7 +441,9 @@ class Controller:
                 self.kube, observed.environment, actions, self.stats.counters, self.reporting,
                 self.recent,
             )  # fmt: skip
-        self.reporting.post_statuses(self.kube, observed)
+        # After the actions: a workload patch applied this round makes its InitContainer
+        # jobs `pending` (`decision.init_statuses`), as `devjobs run` posts them.
+        self.reporting.post_statuses(self.kube, observed, decision.init_statuses)
         if retry is None:
             self._failures.pop(key, None)
         return retry

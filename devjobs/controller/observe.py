@@ -46,6 +46,21 @@ PROVISIONING_PHASES = frozenset({"", "Pending", "Provisioning"})
 """Phases before Catalyst has provisioned the environment (the CRD lists Pending too)."""
 
 
+def init_github_state_annotation(key: str) -> str:
+    """On the workload Deployment, one per InitContainer job (`source/job`): the GitHub
+    commit state last posted for it, as `<state>@<commit>` (the Deployment outlives
+    commits, a Job does not). Keyed by job, so posting one job's status never rewrites
+    another's value."""
+    source, _, job = key.partition("/")
+    return naming.label(naming.label_value(f"github-state.{source}.{job}"))
+
+
+def parse_init_github_state(value: str | None) -> tuple[str, str] | None:
+    """`<state>@<commit>` -> (commit, state), or None."""
+    state, _, commit = (value or "").partition("@")
+    return (commit, state) if state and commit else None
+
+
 @dataclass(frozen=True)
 class ManualRequest:
     """The `devjobs.dev/run` annotation: which jobs, and an id that stays the same until
@@ -82,6 +97,15 @@ class WorkloadObs:
     template_labels: tuple[tuple[str, str], ...] = ()
     init_runs: tuple[InitContainerRun, ...] = ()
     """devjobs' init containers in the workload's pods (labelled `WORKLOAD_LABEL`)."""
+    github_states: tuple[tuple[str, str], ...] = ()
+    """(annotation, value) of the Deployment's `init_github_state_annotation`s: the commit
+    statuses of InitContainer jobs already posted, so a restart does not post them again."""
+
+    def github_state(self, key: str, commit: str) -> str | None:
+        """The GitHub state last posted for InitContainer job `key` at `commit`, or None."""
+        recorded = parse_init_github_state(dict(self.github_states).get(
+            init_github_state_annotation(key)))  # fmt: skip
+        return recorded[1] if recorded is not None and recorded[0] == commit else None
 
 
 @dataclass(frozen=True)
@@ -234,6 +258,13 @@ def workload_obs(
             )
         ),
         init_runs=init_runs(pods, "devjobs-"),
+        github_states=tuple(
+            sorted(
+                (str(k), str(v))
+                for k, v in _map(meta.get("annotations")).items()
+                if str(k).startswith(f"{GITHUB_STATE_ANNOTATION}.")
+            )
+        ),
     )
 
 

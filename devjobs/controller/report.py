@@ -5,6 +5,13 @@ Neither may fail a job or stop a reconcile: a log tail that cannot be kept or a 
 GitHub refuses is logged and recorded once as a Warning Event on the Environment, and
 the next reconcile of that Environment tries again (GitHub: only when the state changed;
 `GitHubStatuses` drops repeats of what this process already posted).
+
+Statuses are posted for the Jobs devjobs created and, as `devjobs run` does, for the
+`runAs: InitContainer` jobs (`decide.Decision.init_statuses`): `pending` once the workload
+patch carrying the job is applied, then its init container's result. What was posted is
+kept in the cluster, where a restarted controller finds it: on the Job (one Job per
+commit), and for an InitContainer job, which has no object of its own, on the workload
+Deployment that runs it (`observe.init_github_state_annotation`, `<state>@<commit>`).
 """
 
 from __future__ import annotations
@@ -12,11 +19,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from devjobs.controller.decide import RecordEvent, SaveLogTail
-from devjobs.controller.observe import GITHUB_STATE_ANNOTATION, LOG_JOB_ANNOTATION, JobObs, Observed
+from devjobs.controller.observe import (
+    GITHUB_STATE_ANNOTATION,
+    LOG_JOB_ANNOTATION,
+    JobObs,
+    Observed,
+    init_github_state_annotation,
+)
 from devjobs.errors import DevjobsError
 from devjobs.runner import environment as envmod
 from devjobs.runner import naming
@@ -81,9 +95,15 @@ class Reporting:
 
     # -- GitHub
 
-    def post_statuses(self, kube: Kube, observed: Observed) -> int:
-        """A commit status per job of the current commit (its newest run), and per
-        cancelled run of an older commit; returns how many requests were made."""
+    def post_statuses(
+        self,
+        kube: Kube,
+        observed: Observed,
+        init_states: Mapping[str, JobState] | None = None,
+    ) -> int:
+        """A commit status per job of the current commit (its newest run), per cancelled
+        run of an older commit, and per InitContainer job of `init_states` (job key ->
+        state with its commit); returns how many requests were made."""
         if self.github is None or observed.plan is None:
             return 0
         env = observed.environment
@@ -120,7 +140,54 @@ class Reporting:
                 text = f"commit status of {key} not posted: {error}"
                 what = f"github/{key}/{commit}/{state.phase.value}"
                 self._warn(kube, env, what, "GitHubStatusFailed", text)
+        made += self._post_init_statuses(kube, observed, init_states or {}, urls)
         self.posted += made
+        return made
+
+    def _post_init_statuses(
+        self,
+        kube: Kube,
+        observed: Observed,
+        init_states: Mapping[str, JobState],
+        urls: Mapping[str, str | None],
+    ) -> int:
+        """The InitContainer jobs' statuses: one per GitHub state and commit, kept on the
+        workload Deployment. Once a result (success, failure) is posted, a later `pending`
+        of the same commit is not: that is a replacement pod running the same containers
+        again, and GitHub keeps showing the result until a different one comes."""
+        env = observed.environment
+        workload = observed.workload
+        if workload is None:
+            return 0
+        marker = f"deployment/{workload.name}"
+        made = 0
+        for key, state in sorted(init_states.items()):
+            commit = state.commit
+            if not commit:
+                continue
+            seen = (env.ref, key, commit)
+            github_state = state_for(state.phase)
+            last = self._posted_states.get(seen)
+            if last is None or last[0] != marker:
+                recorded = workload.github_state(key, commit)
+                if recorded is not None:
+                    # Posted before this process started (the Deployment says so).
+                    last = (marker, recorded)
+                    self._posted_states[seen] = last
+            if last is not None and last[0] == marker:
+                repeat = last[1] == github_state
+                rerun = github_state == "pending" and last[1] != "pending"
+                if repeat or rerun:
+                    continue
+            try:
+                if post_job_status(self.github, urls.get(state.source), state):
+                    made += 1
+                    _record_init_posted(kube, env, workload.name, key, commit, github_state)
+                self._posted_states[seen] = (marker, github_state)
+            except DevjobsError as error:
+                text = f"commit status of {key} not posted: {error}"
+                what = f"github/{key}/{commit}/{state.phase.value}"
+                self._warn(kube, env, what, "GitHubStatusFailed", text)
         return made
 
     def _warn(
@@ -153,6 +220,26 @@ def _record_posted(kube: Kube, env: envmod.Environment, job_name: str, state: st
         kube.request("PATCH", path, body=body, content_type="application/merge-patch+json")
     except KubeError as error:
         log.warning("%s: GitHub state of Job %s not recorded: %s", env.ref, job_name, error)
+
+
+def _record_init_posted(
+    kube: Kube, env: envmod.Environment, workload: str, key: str, commit: str, state: str
+) -> None:
+    """Keep an InitContainer job's posted state on the workload Deployment: a JSON merge
+    patch of that job's annotation only (no other field, no other job's value; a
+    metadata change, so no new rollout). Its own field manager: the server-side apply of
+    the init containers does not own it and never removes it."""
+    from devjobs.controller.act import COMPONENT
+
+    path = f"/apis/apps/v1/namespaces/{quote(env.namespace)}/deployments/{quote(workload)}"
+    body = {"metadata": {"annotations": {init_github_state_annotation(key): f"{state}@{commit}"}}}
+    try:
+        kube.request(
+            "PATCH", path, {"fieldManager": COMPONENT}, body,
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+    except KubeError as error:
+        log.warning("%s: GitHub state of %s not recorded on %s: %s", env.ref, key, workload, error)
 
 
 def _with_commit(state: JobState, commit: str) -> JobState:
