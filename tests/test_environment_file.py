@@ -40,3 +40,13 @@ def test_an_invalid_environment_names_its_place(tmp_path: Path) -> None:
     with pytest.raises(DevjobsError) as error:
         load_file(broken)
     assert str(error.value).startswith(f"{broken}:4:1: invalid YAML")
+
+
+def test_a_missing_field_names_the_file_the_document_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "both.yaml"
+    project, environment = EXAMPLE.read_text().split("\n---\n")
+    path.write_text(f"{project}\n---\n{environment.replace('  type: development', '')}")
+    with pytest.raises(DevjobsError) as error:
+        load_file(path)
+    line = len(project.splitlines()) + 2
+    assert str(error.value) == f"{path}:{line}:1: Environment.spec.type: is required"

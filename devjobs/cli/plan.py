@@ -90,11 +90,11 @@ def request_from_args(
         print(f"devjobs: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
+    # `run` on a cluster reuses `--environment` for NAMESPACE/NAME, which is no file.
+    environment = getattr(args, "environment", None)
     return PlanRequest(
         project_file=args.project,
-        environment_file=getattr(args, "environment", None)
-        if isinstance(getattr(args, "environment", None), Path)
-        else None,
+        environment_file=environment if isinstance(environment, Path) else None,
         sources=_pairs(usage, "--source", args.source),
         configs=_pairs(usage, "--config", args.config),
         target="local" if (args.target or target) == "local" else "cluster",

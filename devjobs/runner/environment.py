@@ -179,4 +179,4 @@ def load_file(path: Path) -> Environment:
     ]
     if len(found) != 1:
         raise DevjobsError(str(path), f"expected one Environment, found {len(found)}")
-    return from_dict(found[0].value, place=found[0].place(""))
+    return from_dict(found[0].value, place=f"{found[0].place('')}: Environment")
