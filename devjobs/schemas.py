@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import inspect
 import json
 import sys
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from devjobs.resolver import models
-from devjobs.resolver.models import JobPlan, JobSpec, Trigger
+from devjobs.resolver.jobspec import JobSpec
+from devjobs.resolver.models import JobPlan, Trigger, wire_name
 from devjobs.resolver.project import DevcontainerRef
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -34,9 +37,9 @@ CATALYST_PROJECT_CRD = (
 )
 
 
-def attribute_docstrings(model: type[BaseModel]) -> dict[str, str]:
+def attribute_docstrings(cls: type) -> dict[str, str]:
     """Field name -> the docstring written under it in the class body, whitespace-folded."""
-    tree = ast.parse(inspect.getsource(model).lstrip())
+    tree = ast.parse(inspect.getsource(cls).lstrip())
     body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
     docs: dict[str, str] = {}
     for statement, following in zip(body, body[1:], strict=False):
@@ -51,22 +54,33 @@ def attribute_docstrings(model: type[BaseModel]) -> dict[str, str]:
     return docs
 
 
-def schema_of(model: type[BaseModel], *, mode: str = "validation") -> dict[str, Any]:
-    """`model_json_schema` with the attribute docstrings of every model in it as
-    property descriptions."""
-    schema = model.model_json_schema(by_alias=True, mode=mode)  # type: ignore[arg-type]
-    described = {
-        cls.__name__: cls
-        for cls in vars(models).values()
-        if isinstance(cls, type) and issubclass(cls, BaseModel)
-    } | {DevcontainerRef.__name__: DevcontainerRef}
+def _wire_names(cls: type) -> dict[str, str]:
+    """Field name -> its name in the schema, for pydantic models and the plan's dataclasses."""
+    if dataclasses.is_dataclass(cls):
+        return {field.name: wire_name(field.name) for field in dataclasses.fields(cls)}
+    assert issubclass(cls, BaseModel)
+    return {name: field.alias or name for name, field in cls.model_fields.items()}
+
+
+DESCRIBED: dict[str, type] = {
+    cls.__name__: cls
+    for cls in [*vars(models).values(), JobSpec, DevcontainerRef]
+    if isinstance(cls, type) and (dataclasses.is_dataclass(cls) or issubclass(cls, BaseModel))
+}
+"""Classes whose attribute docstrings become property descriptions, by schema title."""
+
+
+def schema_of(cls: type, *, mode: JsonSchemaMode = "validation") -> dict[str, Any]:
+    """pydantic's JSON Schema of a model or of one of the plan's dataclasses, with the
+    attribute docstrings of every class in it as property descriptions."""
+    schema: dict[str, Any] = TypeAdapter(cls).json_schema(by_alias=True, mode=mode)
     for node in [schema, *schema.get("$defs", {}).values()]:
-        cls = described.get(node.get("title", ""))
-        if cls is None:
+        described = DESCRIBED.get(node.get("title", ""))
+        if described is None:
             continue
-        docs = attribute_docstrings(cls)
-        for name, field in cls.model_fields.items():
-            prop = node.get("properties", {}).get(field.alias or name)
+        docs = attribute_docstrings(described)
+        for name, wire in _wire_names(described).items():
+            prop = node.get("properties", {}).get(wire)
             if prop is not None and name in docs:
                 prop["description"] = docs[name]
     return schema

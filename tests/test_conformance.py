@@ -1,6 +1,7 @@
 """Conformance with the reference implementation (@devcontainers/cli 0.89.0) on the shared
 corpus of real-world devcontainer.json files: every config plans, and the setup jobs'
-commands and working directory are what the reference would run (target local).
+commands and working directory are what the reference would run (target local), and
+the plan document of each is valid against `schemas/jobplan.schema.json`.
 
 The corpus lives beside the repository clone (`../shared/corpus/devcontainer`), or
 where DEVJOBS_CORPUS points. See its README for how the expectations were recorded.
@@ -14,15 +15,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.devcontainer import Devcontainer, read_devcontainer
 from devjobs.resolver.lifecycle import SETUP_COMMANDS
+from devjobs.resolver.models import JobPlan, SourceInfo
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("DEVJOBS_CORPUS", REPO.parent / "shared" / "corpus" / "devcontainer"))
 CASES = sorted(path.name for path in (CORPUS / "cases").iterdir()) if CORPUS.is_dir() else []
+PLAN_SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((REPO / "schemas" / "jobplan.schema.json").read_text())
+)
 
 
 def test_corpus_is_present() -> None:
@@ -80,6 +86,17 @@ def _assert_same_setup(ours: Devcontainer, reference: dict[str, Any]) -> None:
     assert ours.working_dir == reference["workspace"]["workspaceFolder"]
 
 
+def _assert_valid_plan(ours: Devcontainer) -> None:
+    """The plan's models are dataclasses serialised by devjobs; the schema is pydantic's."""
+    plan = JobPlan(
+        sources=[SourceInfo(name="app", devcontainer_file=ours.file)],
+        jobs=ours.jobs,
+        skipped=ours.skipped,
+        warnings=ours.warnings,
+    )
+    PLAN_SCHEMA.validate(json.loads(json.dumps(plan.to_wire())))
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_case_plans_like_the_reference(case: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     workspace = _workspace(case, tmp_path_factory)
@@ -94,6 +111,7 @@ def test_case_plans_like_the_reference(case: str, tmp_path_factory: pytest.TempP
         ours = read(config)
         assert ours is not None
         assert ours.file == config
+        _assert_valid_plan(ours)
         if reference["exitCode"] == 0:
             _assert_same_setup(ours, reference)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from devjobs.errors import DevjobsError
@@ -10,7 +12,7 @@ from devjobs.runner.local.results import JobResult, JobStatus, exit_code
 from devjobs.runner.local.schedule import build_schedule, parse_trigger
 
 
-def job(name: str, trigger: Trigger, source: str = "app", **extra: object) -> JobConfig:
+def job(name: str, trigger: Trigger, source: str = "app", **extra: Any) -> JobConfig:
     return JobConfig(
         name=name,
         source=source,

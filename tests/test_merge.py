@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from devjobs.errors import DevjobsError
+from devjobs.resolver.jobspec import JobSpec
 from devjobs.resolver.merge import ProjectJob, SourceDefaults, merge_source
-from devjobs.resolver.models import JobConfig, JobSpec, Origin, RunAs, Trigger
+from devjobs.resolver.models import JobConfig, Origin, RunAs, Trigger
 
 DC = "/.devcontainer/devcontainer.json"
 
 
-def dc_job(name: str, **fields: object) -> JobConfig:
-    values: dict[str, object] = {
+def dc_job(name: str, **fields: Any) -> JobConfig:
+    values: dict[str, Any] = {
         "name": name,
         "source": "app",
         "trigger": Trigger.MANUAL,
@@ -24,7 +27,7 @@ def dc_job(name: str, **fields: object) -> JobConfig:
         "origins": [Origin(kind="devcontainer", file=DC, pointer=f"/tasks/{name}")],
     }
     values.update(fields)
-    return JobConfig.model_validate(values)
+    return JobConfig(**values)
 
 
 SETUP = dc_job(

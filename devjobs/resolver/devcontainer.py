@@ -15,9 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver import jsonc
@@ -30,9 +28,12 @@ from devjobs.resolver.lifecycle import (
     JobBase,
     setup_jobs,
 )
-from devjobs.resolver.models import JobConfig, JobSpec, RunAs, SkippedItem, Trigger
+from devjobs.resolver.models import JobConfig, RunAs, SkippedItem, Trigger
 from devjobs.resolver.names import is_valid_name, normalise_name
 from devjobs.resolver.variables import Variables
+
+if TYPE_CHECKING:
+    from devjobs.resolver.jobspec import JobSpec
 
 Target = Literal["local", "cluster"]
 
@@ -381,6 +382,11 @@ class _Reader:
             raise DevjobsError(
                 self.place([*path, "name"]), "the job's name is its key; remove `name`"
             )
+        # pydantic is imported only for configs that define jobs (bench/README.md).
+        from pydantic import ValidationError
+
+        from devjobs.resolver.jobspec import JobSpec
+
         try:
             return JobSpec.model_validate({**definition, "name": key})
         except ValidationError as error:

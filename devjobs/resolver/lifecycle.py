@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.jsonc import JsonPath, pointer
@@ -129,9 +130,9 @@ class JobBase:
         return SkippedItem(source=self.source, pointer=pointer(path), reason=reason)
 
     def job(
-        self, name: str, trigger: Trigger, command: Command, path: JsonPath, **fields: object
+        self, name: str, trigger: Trigger, command: Command, path: JsonPath, **fields: Any
     ) -> JobConfig:
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "name": name,
             "source": self.source,
             "trigger": trigger,
@@ -143,7 +144,7 @@ class JobBase:
             "origins": [self.origin(path)],
         }
         values.update(fields)
-        return JobConfig.model_validate(values)
+        return JobConfig(**values)
 
 
 def setup_jobs(

@@ -12,22 +12,16 @@ The result is validated as a whole: `InitContainer` only at `PreDeploy`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import ValidationError
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.lifecycle import SETUP_COMMANDS, CommandReader
-from devjobs.resolver.models import (
-    JobConfig,
-    JobSpec,
-    Origin,
-    RunAs,
-    SkippedItem,
-    Trigger,
-)
+from devjobs.resolver.models import InvalidJob, JobConfig, Origin, RunAs, SkippedItem, Trigger
 from devjobs.resolver.names import normalise_name
+
+if TYPE_CHECKING:
+    from devjobs.resolver.jobspec import JobSpec
 
 SETUP_JOBS = tuple(name for _, name in SETUP_COMMANDS)
 """The devcontainer's setup steps as job names: `on-create`, `update-content`, `post-create`."""
@@ -123,17 +117,15 @@ def _fields(spec: JobSpec) -> set[str]:
 
 def _build(values: dict[str, Any], where: Callable[[str], str]) -> JobConfig:
     try:
-        return JobConfig.model_validate(values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        loc = first["loc"][0] if first["loc"] else ""
-        raise DevjobsError(where(str(loc)), first["msg"]) from None
+        return JobConfig(**values)
+    except InvalidJob as error:
+        raise DevjobsError(where(error.field), str(error)) from None
 
 
 def _override(
     base: JobConfig, spec: JobSpec, project_job: ProjectJob, defaults: SourceDefaults
 ) -> JobConfig:
-    values = base.model_dump()
+    values = {f.name: getattr(base, f.name) for f in fields(base)}
     given = _fields(spec)
     if "command" in given and spec.command is not None:
         values["command"], values["parallel"] = to_command(spec.command, project_job.where)

@@ -3,26 +3,49 @@
 The resolver turns a repository's devcontainer.json and a Project CR into a `JobPlan`;
 everything that runs jobs (the Kubernetes runner, the local runner, the controller)
 consumes only these models. Field names serialise in camelCase, as in Kubernetes.
+
+They are frozen stdlib dataclasses, not pydantic models: only devjobs' own code builds
+them (user input is validated on the way in, by `devjobs.resolver.jobspec` and
+`devjobs.resolver.project`), and importing pydantic would double the start-up time of
+`devjobs plan` (bench/README.md). Pydantic still reads them: `devjobs.schemas`
+generates `schemas/jobplan.schema.json` from these classes, honouring
+`__pydantic_config__` and the `Schema` annotations, and a test checks every corpus plan
+against that schema. Invariants that pydantic would check are in `__post_init__`.
 """
 
 from __future__ import annotations
 
 import enum
-import re
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 
 from devjobs.errors import DevjobsError
 
 API_VERSION: Literal["devjobs.dev/v1alpha1"] = "devjobs.dev/v1alpha1"
 
-Argv = Annotated[list[str], Field(min_length=1)]
-"""A command as an exec argv: the first item is the program."""
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-"""What a POSIX shell (and Kubernetes' EnvVar validation in practice) accepts as a name."""
+def wire_name(name: str) -> str:
+    """A field's name on the wire: `working_dir` -> `workingDir` (Kubernetes style)."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """JSON Schema keywords for an `Annotated` type, added by pydantic when
+    `devjobs.schemas` generates the schema (pydantic's documented
+    `__get_pydantic_json_schema__` hook). Checking them is `__post_init__`'s job."""
+
+    keywords: tuple[tuple[str, Any], ...]
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        schema = handler(core_schema)
+        schema.update(self.keywords)
+        return schema
+
+
+Argv = Annotated[list[str], Schema((("minItems", 1),))]
+"""A command as an exec argv: the first item is the program."""
 
 
 class Trigger(enum.StrEnum):
@@ -49,26 +72,37 @@ class RunAs(enum.StrEnum):
     INIT_CONTAINER = "InitContainer"
 
 
-class Model(BaseModel):
-    """Base: camelCase on the wire, snake_case in Python, unknown fields rejected."""
+class InvalidJob(ValueError):
+    """A `JobConfig` that breaks one of its invariants; `field` names the culprit."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        # Attribute docstrings become schema descriptions in devjobs.schemas, which
-        # reads them itself: pydantic's own extraction costs every start ~10 ms.
-        defer_build=True,
-    )
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON-compatible form used in `-o json|yaml` output and between processes."""
-        return self.model_dump(mode="json", by_alias=True)
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
 
 
-class Origin(Model):
+def wire_value(value: Any) -> Any:
+    """The JSON-compatible form of a model (or anything inside one): camelCase keys,
+    enums as their values, lists for tuples."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {wire_name(f.name): wire_value(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list | tuple):
+        return [wire_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: wire_value(item) for key, item in value.items()}
+    return value
+
+
+WIRE_CONFIG = {"alias_generator": wire_name, "extra": "forbid"}
+"""pydantic's config for these dataclasses (read only by `devjobs.schemas`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Origin:
     """Where a job's fields came from, so `devjobs plan` can point at the line to edit."""
+
+    __pydantic_config__ = WIRE_CONFIG
 
     kind: Literal["devcontainer", "project", "commandLine"]
     file: str
@@ -77,8 +111,11 @@ class Origin(Model):
     """RFC 6901 JSON pointer into that file, e.g. `/tasks/test` or `/spec/sources/0/jobs/1`."""
 
 
-class JobConfig(Model):
+@dataclass(frozen=True, kw_only=True)
+class JobConfig:
     """One fully resolved job: everything a runner needs, nothing it must look up again."""
+
+    __pydantic_config__ = WIRE_CONFIG
 
     name: str
     """A valid Kubernetes name (RFC 1123 label), unique within its source."""
@@ -91,26 +128,33 @@ class JobConfig(Model):
     image: str | None = None
     """None means "the environment's build image", filled in by the runner."""
     working_dir: str
-    env: dict[str, str] = Field(default_factory=dict)
-    timeout_seconds: int | None = Field(default=None, gt=0)
-    retries: int = Field(default=0, ge=0)
-    setup: list[str] = Field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_seconds: Annotated[int, Schema((("exclusiveMinimum", 0),))] | None = None
+    retries: Annotated[int, Schema((("minimum", 0),))] = 0
+    setup: list[str] = field(default_factory=list)
     """Names of this source's setup jobs (on-create, ...) to run first in the same
     container, as the reference runs lifecycle commands before any user command."""
-    origins: list[Origin] = Field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)
     """Lowest precedence first."""
 
-    @model_validator(mode="after")
-    def _exactly_one_command(self) -> JobConfig:
+    def __post_init__(self) -> None:
         if (self.command is None) == (self.parallel is None):
-            raise ValueError("exactly one of command or parallel must be set")
-        if self.parallel is not None and not self.parallel:
-            raise ValueError("parallel must have at least one entry")
-        return self
+            raise InvalidJob("command", "exactly one of command or parallel must be set")
+        if self.command is not None and not self.command:
+            raise InvalidJob("command", "a command needs at least the program")
+        if self.parallel is not None:
+            if not self.parallel:
+                raise InvalidJob("command", "parallel must have at least one entry")
+            if not all(self.parallel.values()):
+                raise InvalidJob("command", "every parallel entry needs at least the program")
+        if self.timeout_seconds is not None and self.timeout_seconds <= 0:
+            raise InvalidJob("timeout_seconds", "timeoutSeconds must be greater than 0")
+        if self.retries < 0:
+            raise InvalidJob("retries", "retries must not be negative")
 
     def to_wire(self) -> dict[str, Any]:
         """Exactly one of `command`/`parallel` appears on the wire, never a null twin."""
-        data = super().to_wire()
+        data: dict[str, Any] = wire_value(self)
         for name in ("command", "parallel"):
             if data.get(name) is None:
                 del data[name]
@@ -122,8 +166,11 @@ class JobConfig(Model):
         return f"{self.source}/{self.name}"
 
 
-class SkippedItem(Model):
+@dataclass(frozen=True, kw_only=True)
+class SkippedItem:
     """Something in the inputs that deliberately did not become a job, and why."""
+
+    __pydantic_config__ = WIRE_CONFIG
 
     source: str
     pointer: str
@@ -133,8 +180,11 @@ class SkippedItem(Model):
     Project file)."""
 
 
-class SourceInfo(Model):
+@dataclass(frozen=True, kw_only=True)
+class SourceInfo:
     """A source as the plan saw it: where runners clone it from and at which commit."""
+
+    __pydantic_config__ = WIRE_CONFIG
 
     name: str
     repository_url: str | None = None
@@ -147,18 +197,22 @@ class SourceInfo(Model):
     """Set when the source is a local directory given with `--source NAME=DIR`."""
 
 
-class JobPlan(Model):
+@dataclass(frozen=True, kw_only=True)
+class JobPlan:
     """What `devjobs plan` prints and every runner consumes."""
+
+    __pydantic_config__ = WIRE_CONFIG
 
     api_version: Literal["devjobs.dev/v1alpha1"] = API_VERSION
     kind: Literal["JobPlan"] = "JobPlan"
-    sources: list[SourceInfo] = Field(default_factory=list)
-    jobs: list[JobConfig] = Field(default_factory=list)
-    skipped: list[SkippedItem] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
+    sources: list[SourceInfo] = field(default_factory=list)
+    jobs: list[JobConfig] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
-        data = super().to_wire()
+        """The `-o json|yaml` document (see schemas/jobplan.schema.json)."""
+        data: dict[str, Any] = wire_value(self)
         data["jobs"] = [job.to_wire() for job in self.jobs]
         return data
 
@@ -184,62 +238,3 @@ class JobPlan(Model):
             if job.source == source and job.name == name:
                 return job
         raise KeyError(f"{source}/{name}")
-
-
-class JobSpec(Model):
-    """A job as written by a user: in `spec.sources[i].jobs[]` of a Project CR, or in
-    `customizations.devjobs.jobs` of devcontainer.json. Every field but `name` is
-    optional, so a spec can override just what it sets (see `model_fields_set`)."""
-
-    name: str = Field(min_length=1)
-    """The job's name; a job of the devcontainer with this name is overridden."""
-    trigger: Trigger | None = None
-    """When it runs: PostBuild, PreDeploy (blocking), PostDeploy or Manual (default)."""
-    command: Argv | str | dict[str, Argv | str] | None = None
-    """An argv list (exec, no shell); in files also a shell string, or an object whose
-    entries run in parallel, as in devcontainer.json."""
-    image: str | None = None
-    """Container image; null: the environment's build image. Default: the devcontainer's
-    image for devcontainer jobs, else the build image."""
-    env: dict[str, str] | None = None
-    """Environment variables, overlaid on the devcontainer's."""
-    working_dir: str | None = None
-    """Default: the devcontainer's workspaceFolder, else /workspaces/<repository name>."""
-    timeout_seconds: int | None = Field(default=None, gt=0)
-    """The job fails when it runs longer (activeDeadlineSeconds)."""
-    retries: int | None = Field(default=None, ge=0)
-    """Attempts after the first failure (backoffLimit); default 0."""
-    run_as: RunAs | None = None
-    """Job (default), or InitContainer of the environment's workload (PreDeploy only)."""
-    enabled: bool = True
-    """false removes the job (e.g. a devcontainer task this Project does not want)."""
-    setup: bool | None = None
-    """Whether the devcontainer's setup steps (onCreateCommand, ...) run first. Default:
-    yes for jobs in the devcontainer's image, no for others."""
-
-    @field_validator("command")
-    @classmethod
-    def _command_does_something(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("command must not be empty")
-        if isinstance(value, list) and not value[0]:
-            raise ValueError("the program (first item) must not be empty")
-        if isinstance(value, dict) and not value:
-            raise ValueError("a parallel command needs at least one entry")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env_names_are_valid(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for name in value or {}:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-        return value
-
-    @field_validator("working_dir")
-    @classmethod
-    def _working_dir_is_absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"workingDir must be an absolute path, not {value!r}")
-        return value
-

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.documents import Document, escape_token, load_documents
-from devjobs.resolver.models import JobSpec
+from devjobs.resolver.jobspec import JobSpec
 
 GROUP = "catalyst.catalyst.dev"
 API_VERSION = f"{GROUP}/v1alpha1"
