@@ -24,6 +24,7 @@ COMMANDS = {
     "logs": "devjobs.cli.logs",
     "run": "devjobs.cli.run",
     "controller": "devjobs.cli.controller",
+    "cache": "devjobs.cli.cache",
 }
 
 

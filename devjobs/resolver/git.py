@@ -5,7 +5,8 @@ Per source: resolve the commit (a pinned full sha needs no network; a branch cos
 commit with `--depth 1 --filter=blob:none` (commit and trees, no history, no blobs),
 then exactly the blobs the sparse patterns select, and write them into a checkout
 directory (see `sparse`). Sources are fetched in parallel threads; the cache (see
-`cache`) is shared with other devjobs processes.
+`cache`) is shared with other devjobs processes, and pruned by the fetches themselves:
+a remote's checkouts after a fetch added one, the whole cache at most once an hour.
 
 git runs with a fixed, hardened environment: hooks off, only allowed transports, no
 prompts, no submodules, a process timeout, and the remote URL and any token passed
@@ -31,7 +32,15 @@ from git.exc import GitCommandNotFound
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver import sparse
-from devjobs.resolver.cache import RemoteCache, default_cache_dir
+from devjobs.resolver.cache import (
+    GRACE_SECONDS,
+    Policy,
+    RemoteCache,
+    default_cache_dir,
+    prune_after_fetch,
+    prune_if_due,
+    release_checkouts,
+)
 from devjobs.resolver.credentials import Token, config_env, find_token
 from devjobs.resolver.urls import cache_key, check_url, redact, redact_text, userinfo_secret
 
@@ -217,9 +226,11 @@ class _SourceFetch:
         timeout: float,
         token: Token | None,
         tips: _Tips,
+        policy: Policy,
     ) -> None:
         self.request = request
         self.tips = tips
+        self.policy = policy
         self.shown = redact(request.url)
         check_url(request.url, place=request.place, allow_file=request.allow_file)
         self.patterns = sparse.check_patterns(request.paths, request.place)
@@ -230,6 +241,10 @@ class _SourceFetch:
         self.commit = _checked_commit(request.commit, request.commit_place or request.place)
 
     def run(self) -> Checkout:
+        with self.cache.in_use():
+            return self._run()
+
+    def _run(self) -> Checkout:
         commit = self.commit
         if commit is not None and _FULL_SHA.match(commit):
             done = self._cached(commit)
@@ -245,17 +260,18 @@ class _SourceFetch:
             return done
         with self.cache.locked():
             done = self._cached(commit)
-            if done is not None:
-                return done
-            self._fetch_commit(commit)
-            self._materialise(commit)
-        done = self._cached(commit)
+            if done is None:
+                self._fetch_commit(commit)
+                self._materialise(commit)
+                done = self._cached(commit)
+                prune_after_fetch(self.cache, self.policy)
         assert done is not None
         return done
 
     def _cached(self, commit: str) -> Checkout | None:
+        """The checkout if it is there, now held by this process and marked used."""
         path = self.cache.checkout_dir(commit, sparse.patterns_key(self.patterns))
-        if not path.is_dir():
+        if not self.cache.use_checkout(path):
             return None
         return Checkout(self.request.source, path, commit, self.shown)
 
@@ -481,18 +497,21 @@ def fetch_sources(
     """
     found = find_token(token)
     root = cache_dir if cache_dir is not None else default_cache_dir()
+    policy = Policy.from_env()
+    release_checkouts(older_than=GRACE_SECONDS)  # a long-lived process's past plans
     names: set[str] = set()
     for request in requests:
         if request.source in names:
             raise DevjobsError(request.place, f"source {request.source!r} is requested twice")
         names.add(request.source)
     tips = _Tips()
-    fetches = [_SourceFetch(request, root, timeout, found, tips) for request in requests]
+    fetches = [_SourceFetch(request, root, timeout, found, tips, policy) for request in requests]
     if not fetches:
         return {}
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(fetches))) as pool:
         futures = [pool.submit(fetch.run) for fetch in fetches]
         errors = [future.exception() for future in futures]
+    prune_if_due(root, policy)
     for error in errors:
         if error is not None:
             raise error
