@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devjobs.cli.render import format_objects  # noqa: E402
+from devjobs.resolver import environment as envmod  # noqa: E402
 from devjobs.resolver.models import JobConfig, JobPlan, SourceInfo, Trigger  # noqa: E402
-from devjobs.runner import environment as envmod  # noqa: E402
 from devjobs.runner.render import RenderOptions, render  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def make_plan(count: int) -> JobPlan:
 
 
 def environment() -> envmod.Environment:
-    return envmod.from_dict(
+    return envmod.from_object(
         {
             "apiVersion": "catalyst.catalyst.dev/v1alpha1",
             "kind": "Environment",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
-from devjobs.runner import environment as envmod
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -30,7 +30,7 @@ def environment_dict(
 
 
 def environment(**kwargs: Any) -> envmod.Environment:
-    return envmod.from_dict(environment_dict(**kwargs))
+    return envmod.from_object(environment_dict(**kwargs))
 
 
 def job(name: str, trigger: Trigger = Trigger.POST_DEPLOY, **kwargs: Any) -> JobConfig:

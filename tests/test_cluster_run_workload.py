@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import RunAs, Trigger
-from devjobs.runner import environment as envmod
 from devjobs.runner.kubeapi import Kube
 from devjobs.runner.render import RenderOptions, render
 from tests.render_fixtures import environment_dict, job, plan
@@ -50,7 +50,7 @@ def deployment(namespace: str, image: str = IMAGE) -> dict[str, Any]:
 
 
 def patch_for(namespace: str, *jobs: Any, image: str = IMAGE) -> dict[str, Any]:
-    env = envmod.from_dict(environment_dict(namespace=namespace))
+    env = envmod.from_object(environment_dict(namespace=namespace))
     options = RenderOptions(trigger=Trigger.PRE_DEPLOY, images={"*": image}, workspace="empty")
     rendered = render(plan(*jobs, repository=None), env, options)
     assert rendered.workload_patch is not None

@@ -99,14 +99,23 @@ class Catalyst:
         return obj
 
     def set_phase(self, phase: str) -> None:
-        """As Catalyst does: an update of the whole status, resourceVersion checked."""
-        env = self.env()
-        status = env.get("status") or {}
-        status["phase"] = phase
-        env["status"] = status
-        self.custom.replace_namespaced_custom_object_status(
-            GROUP, VERSION, self.ns, "environments", "pr-1", env
-        )
+        """As Catalyst does: an update of the whole status, resourceVersion checked, read
+        again and retried when devjobs wrote its conditions in between (409 Conflict)."""
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in range(10):
+            env = self.env()
+            status = env.get("status") or {}
+            status["phase"] = phase
+            env["status"] = status
+            try:
+                self.custom.replace_namespaced_custom_object_status(
+                    GROUP, VERSION, self.ns, "environments", "pr-1", env
+                )
+                return
+            except ApiException as error:
+                if error.status != 409 or attempt == 9:
+                    raise
 
     def set_commit(self, sha: str) -> None:
         patch = {"spec": {"sources": [{"name": "app", "branch": "main", "commitSha": sha}]}}

@@ -7,7 +7,7 @@ from typing import Any
 
 from devjobs.controller import act
 from devjobs.controller.decide import CreateJob
-from devjobs.runner import environment as envmod
+from devjobs.resolver import environment as envmod
 from devjobs.runner.kubeapi import Kube
 from devjobs.runner.render import ANNOTATION_SPEC_HASH
 
@@ -68,7 +68,7 @@ def test_a_job_never_seen_is_created_again_after_the_ttl() -> None:
 
 def test_executing_the_same_create_twice_applies_once(kube_client: Any, namespace: str) -> None:
     kube = Kube(kube_client)
-    env = envmod.from_dict(
+    env = envmod.from_object(
         {"apiVersion": envmod.API_VERSION, "kind": envmod.KIND,
          "metadata": {"name": "pr-1", "namespace": namespace, "uid": "u-1"},
          "spec": {"projectRef": {"name": "app"}, "type": "development"}}

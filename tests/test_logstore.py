@@ -11,6 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devjobs.errors import DevjobsError
+from devjobs.resolver.environment import GROUP as ENV_GROUP
+from devjobs.resolver.environment import PLURAL as ENV_PLURAL
+from devjobs.resolver.environment import VERSION as ENV_VERSION
 from devjobs.runner.logstore import (
     MAX_DATA_BYTES,
     configmap_name,
@@ -21,7 +24,6 @@ from devjobs.runner.logstore import (
     save_log_tail,
     tail_text,
 )
-from devjobs.runner.status import ENV_GROUP, ENV_PLURAL, ENV_VERSION
 
 ENV = {
     "apiVersion": "catalyst.catalyst.dev/v1alpha1",

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import RunAs, Trigger
-from devjobs.runner import environment as envmod
 from devjobs.runner.kubeapi import Kube, KubeError
 from devjobs.runner.render import RenderOptions, render
 from devjobs.runner.workspace import GitCredentials
@@ -16,7 +16,7 @@ from tests.render_fixtures import environment_dict, job, plan, standard_plan
 
 
 def _environment(namespace: str, name: str = "pr-12") -> envmod.Environment:
-    return envmod.from_dict(
+    return envmod.from_object(
         environment_dict(namespace=namespace, name=name, uid="0c4f3b8e-2a59-4a36-a3a0-5a3c2a3b8f11")
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def heavy_imports(*argv: str) -> list[str]:
     return heavy
 
 
-def workspace(tmp_path: Path, config: dict[str, object]) -> Path:
+def workspace(tmp_path: Path, config: Mapping[str, object]) -> Path:
     (tmp_path / ".devcontainer").mkdir(parents=True)
     (tmp_path / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config))
     return tmp_path

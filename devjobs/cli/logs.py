@@ -27,14 +27,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from devjobs.cli.status import latest_jobs
-    from devjobs.runner import environment as envmod
+    from devjobs.resolver import environment as envmod
     from devjobs.runner.cluster_run import list_jobs, read_environment
     from devjobs.runner.kubeapi import connect
 
     namespace, name = envmod.parse_ref(args.environment)
     kube = connect(args.kubeconfig, args.context)
     env_obj = read_environment(kube, namespace, name)
-    environment = envmod.from_dict(env_obj, place=f"Environment {namespace}/{name}")
+    environment = envmod.from_object(env_obj)
     latest = latest_jobs(list_jobs(kube, environment))
     sources = [s.name for s in environment.sources]
     key = pick_key(args.job, set(latest), sources)

@@ -138,20 +138,14 @@ def format_objects(objects: list[dict[str, Any]], output: str) -> str:
 
 def environment_from_files(environment: Path | None, project: Path | None) -> Any:
     """The Environment from `--environment FILE`, else from the PROJECT file's documents."""
-    from devjobs.runner import environment as envmod
+    from devjobs.resolver import environment as envmod
 
     if environment is not None:
         return envmod.load_file(environment)
-    if project is not None and project.suffix != ".json":
-        import yaml
-
-        try:
-            docs = list(yaml.safe_load_all(project.read_text(encoding="utf-8")))
-        except (OSError, yaml.YAMLError):
-            docs = []  # the resolver has already reported a broken project file
-        found = [d for d in docs if isinstance(d, dict) and d.get("kind") == envmod.KIND]
-        if len(found) == 1:
-            return envmod.from_dict(found[0], place=str(project))
+    if project is not None:
+        found = envmod.load_file(project, required=False)
+        if found is not None:
+            return found
     raise DevjobsError("--environment", "required: a file with the Environment to render for")
 
 

@@ -54,7 +54,7 @@ def latest_jobs(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def collect(kube: Any, namespace: str, name: str) -> list[dict[str, str]]:
-    from devjobs.runner import environment as envmod
+    from devjobs.resolver import environment as envmod
     from devjobs.runner.cluster_run import duration, list_jobs, read_environment
     from devjobs.runner.follow import JOB_NAME_LABEL
     from devjobs.runner.jobstate import job_state
@@ -62,7 +62,7 @@ def collect(kube: Any, namespace: str, name: str) -> list[dict[str, str]]:
     from devjobs.runner.render import LABEL_ENVIRONMENT, LABEL_TRIGGER
 
     env_obj = read_environment(kube, namespace, name)
-    environment = envmod.from_dict(env_obj, place=f"Environment {namespace}/{name}")
+    environment = envmod.from_object(env_obj)
     latest = latest_jobs(list_jobs(kube, environment))
     pods = (
         kube.list(
@@ -122,8 +122,8 @@ def rows_from_conditions(env_obj: Mapping[str, Any], known: set[str]) -> list[di
 
 
 def run(args: argparse.Namespace) -> int:
+    from devjobs.resolver.environment import parse_ref
     from devjobs.runner.cluster_run import format_table
-    from devjobs.runner.environment import parse_ref
     from devjobs.runner.kubeapi import connect
 
     namespace, name = parse_ref(args.environment)

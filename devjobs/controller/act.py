@@ -29,7 +29,7 @@ from devjobs.controller.decide import (
     WriteConditions,
 )
 from devjobs.controller.observe import RUN_ANNOTATION
-from devjobs.runner import environment as envmod
+from devjobs.resolver import environment as envmod
 from devjobs.runner.kubeapi import FIELD_MANAGER, Kube, KubeError
 from devjobs.runner.status import write_conditions
 

@@ -54,6 +54,7 @@ from devjobs.controller.observe import (
     environment_label,
 )
 from devjobs.errors import DevjobsError
+from devjobs.resolver.environment import Environment
 from devjobs.resolver.models import LIFECYCLE_ORDER, JobConfig, JobPlan, RunAs, Trigger
 from devjobs.runner import naming
 from devjobs.runner.conditions import (
@@ -64,7 +65,6 @@ from devjobs.runner.conditions import (
     job_condition,
     merge_conditions,
 )
-from devjobs.runner.environment import Environment
 from devjobs.runner.jobstate import InitJob, JobState, Phase, spec_subset
 from devjobs.runner.jobstate import init_container_states as shared_init_states
 from devjobs.runner.render import (

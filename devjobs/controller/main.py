@@ -30,8 +30,8 @@ from devjobs.controller.decide import Settings, decide
 from devjobs.controller.observe import BUILD_LABEL, WORKLOAD_LABEL, observe
 from devjobs.controller.report import Reporting
 from devjobs.errors import DevjobsError
+from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
-from devjobs.runner import environment as envmod
 from devjobs.runner.kubeapi import Kube, KubeError, iter_lines
 from devjobs.runner.logstore import LABEL_COMPONENT as LOG_COMPONENT_LABEL
 from devjobs.runner.render import LABEL_ENVIRONMENT

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
-from devjobs.runner import environment as envmod
 from devjobs.runner import naming
 from devjobs.runner.jobstate import InitContainerRun, JobState, init_runs, job_state
 from devjobs.runner.render import (
@@ -355,7 +355,7 @@ def observe(
     workload_name: str = "web",
 ) -> Observed:
     """Assemble an `Observed` from API objects (those of other environments are ignored)."""
-    env = envmod.from_dict(env_obj)
+    env = envmod.from_object(env_obj)
     status = _map(env_obj.get("status"))
     pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:

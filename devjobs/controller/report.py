@@ -32,7 +32,7 @@ from devjobs.controller.observe import (
     init_github_state_annotation,
 )
 from devjobs.errors import DevjobsError
-from devjobs.runner import environment as envmod
+from devjobs.resolver import environment as envmod
 from devjobs.runner import naming
 from devjobs.runner.github import GitHubStatuses, post_job_status, state_for
 from devjobs.runner.jobstate import JobState

@@ -7,6 +7,7 @@ the value. JSON is read by the same YAML loader (JSON is, in practice, YAML).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,15 @@ class Document:
         if not pointer:
             return self.place("")
         return f"{self.place(pointer, at_key=at_key)}: {pointer_to_path(pointer)}"
+
+
+def object_document(value: Mapping[str, Any]) -> Document:
+    """A resource read from the API server: places are `Kind namespace/name: field.path`."""
+    metadata = value.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    name = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}".lstrip("/")
+    return Document(f"{value.get('kind', 'object')} {name}", 0, dict(value))
 
 
 def escape_token(token: str) -> str:

@@ -17,7 +17,8 @@ from devjobs.resolver.models import JobConfig, JobPlan, Origin, SkippedItem, Sou
 from devjobs.resolver.urls import check_url, redact, repo_basename
 
 if TYPE_CHECKING:
-    from devjobs.resolver.project import Environment, Project, ProjectSource
+    from devjobs.resolver.environment import Environment
+    from devjobs.resolver.project import Project, ProjectSource
 
 Target = Literal["local", "cluster"]
 
@@ -158,17 +159,16 @@ def _read_resources(request: PlanRequest) -> tuple[Project | None, Environment |
 
 
 def _check_environment(project: Project, environment: Environment) -> None:
-    document = environment.document
-    if environment.project_name and environment.project_name != project.name:
+    if environment.project and environment.project != project.name:
         raise DevjobsError(
-            document.where("/spec/projectRef/name"),
-            f"Environment belongs to Project {environment.project_name!r}, not {project.name!r}",
+            environment.where("/spec/projectRef/name"),
+            f"Environment belongs to Project {environment.project!r}, not {project.name!r}",
         )
     known = {source.name for source in project.sources}
     for index, pinned in enumerate(environment.sources):
         if pinned.name not in known:
             raise DevjobsError(
-                document.where(f"/spec/sources/{index}/name"),
+                environment.where(f"/spec/sources/{index}/name"),
                 f"no source {pinned.name!r} in Project {project.name!r}",
             )
 
@@ -200,7 +200,7 @@ def _sources(
                 url=url,
                 local_dir=local_dir,
                 branch=(pin.branch if pin and pin.branch else spec.branch),
-                commit=pin.commit_sha if pin else None,
+                commit=pin.pinned_commit if pin else None,
                 config=request.configs.get(spec.name) or spec.devcontainer.path,
                 devcontainer_enabled=spec.devcontainer.enabled,
                 url_place=place,

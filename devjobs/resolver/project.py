@@ -1,9 +1,10 @@
-"""The Project and Environment resources, as far as devjobs reads them.
+"""The Project resource, as far as devjobs reads it, and finding it (and the
+Environment, read by `devjobs.resolver.environment`) among files or API objects.
 
 A Project is Catalyst's (`catalyst.catalyst.dev/v1alpha1`) plus, per source, `jobs`
 and `devcontainer`; everything else in it is Catalyst's business and passes untouched.
-An Environment pins each source to a commit or branch. Both are validated here, and
-every error names `file:line:col: field.path`.
+It is validated here with pydantic (its jobs are untrusted input), and every error names
+`file:line:col: field.path`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devjobs.errors import DevjobsError
-from devjobs.resolver.documents import Document, escape_token, load_documents
+from devjobs.resolver.documents import Document, escape_token, load_documents, object_document
+from devjobs.resolver.environment import API_VERSION, Environment, parse_environment
 from devjobs.resolver.jobspec import JobSpec
-
-GROUP = "catalyst.catalyst.dev"
-API_VERSION = f"{GROUP}/v1alpha1"
 
 
 class DevcontainerRef(BaseModel):
@@ -42,16 +41,6 @@ class ProjectSource(BaseModel):
     devcontainer: DevcontainerRef = Field(default_factory=DevcontainerRef)
 
 
-class EnvironmentSource(BaseModel):
-    """`Environment.spec.sources[i]`: pins a Project source for this environment."""
-
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, defer_build=True)
-    name: str = Field(min_length=1)
-    branch: str | None = None
-    commit_sha: str | None = Field(default=None, alias="commitSha")
-    pr_number: int | None = Field(default=None, alias="prNumber")
-
-
 @dataclass(frozen=True)
 class Project:
     name: str
@@ -61,15 +50,6 @@ class Project:
 
     def source_pointer(self, index: int) -> str:
         return f"/spec/sources/{index}"
-
-
-@dataclass(frozen=True)
-class Environment:
-    name: str
-    namespace: str | None
-    project_name: str | None
-    sources: list[EnvironmentSource]
-    document: Document
 
 
 def _validation_place(document: Document, base: str, error: ValidationError) -> DevjobsError:
@@ -134,25 +114,6 @@ def parse_project(document: Document) -> Project:
     return Project(name, namespace, sources, document)
 
 
-def parse_environment(document: Document) -> Environment:
-    name, namespace = _metadata(document)
-    spec = _mapping(document, "/spec", document.value.get("spec", {}))
-    project_ref = spec.get("projectRef") or {}
-    project_name = project_ref.get("name") if isinstance(project_ref, dict) else None
-    raw_sources = spec.get("sources", []) or []
-    if not isinstance(raw_sources, list):
-        raise DevjobsError(document.where("/spec/sources"), "must be a list")
-    sources: list[EnvironmentSource] = []
-    for index, raw in enumerate(raw_sources):
-        pointer = f"/spec/sources/{index}"
-        _mapping(document, pointer, raw)
-        try:
-            sources.append(EnvironmentSource.model_validate(raw))
-        except ValidationError as error:
-            raise _validation_place(document, pointer, error) from None
-    return Environment(name, namespace, project_name, sources, document)
-
-
 def _kind(document: Document) -> tuple[str, str]:
     value = document.value
     if not isinstance(value, dict):
@@ -164,13 +125,6 @@ def _kind(document: Document) -> tuple[str, str]:
 class Resources:
     project: Project | None
     environment: Environment | None
-
-
-def object_document(value: Mapping[str, Any]) -> Document:
-    """A resource read from the API server: places are `Kind namespace/name: field.path`."""
-    metadata = value.get("metadata") or {}
-    name = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}".lstrip("/")
-    return Document(f"{value.get('kind', 'object')} {name}", 0, dict(value))
 
 
 def read_resources(
@@ -231,5 +185,5 @@ def _pick(documents: list[Document], file: str) -> tuple[Project | None, Environ
         else:
             if environment is not None:
                 raise DevjobsError(document.place(""), "more than one Environment in this file")
-            environment = parse_environment(document)
+            environment = parse_environment(document, pins_only=True)
     return project, environment

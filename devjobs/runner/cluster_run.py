@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from devjobs.errors import DevjobsError
-from devjobs.runner import environment as envmod
+from devjobs.resolver import environment as envmod
 from devjobs.runner.jobstate import InitJob, InitResult, JobState, Phase
 from devjobs.runner.kubeapi import Kube, KubeError, collection_path, connect, describe
 from devjobs.runner.render import (
@@ -78,7 +78,7 @@ def run_on_cluster(
     kube = kube or connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
     namespace, name = envmod.parse_ref(str(args.environment))
     env_obj = read_environment(kube, namespace, name)
-    environment = envmod.from_dict(env_obj, place=f"Environment {namespace}/{name}")
+    environment = envmod.from_object(env_obj)
     plan = resolve_plan(args, env_obj)
 
     from devjobs.cli.render import options_from_args

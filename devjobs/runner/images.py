@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from devjobs.errors import DevjobsError
-from devjobs.runner.environment import Environment
+from devjobs.resolver.environment import Environment
 
 CATALYST_REGISTRY = "registry.default.svc.cluster.local:5000"
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devjobs.errors import DevjobsError
+from devjobs.resolver.environment import Environment
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
 from devjobs.runner import naming, workspace
-from devjobs.runner.environment import Environment
 from devjobs.runner.images import resolve_image
 from devjobs.runner.workspace import GitCredentials
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from devjobs.errors import DevjobsError
-from devjobs.runner.environment import Environment
+from devjobs.resolver.environment import Environment
 from devjobs.runner.jobstate import JobState
 from devjobs.runner.kubeapi import Kube, KubeError
 

@@ -4,7 +4,6 @@ Public API:
     write_conditions(api_client, namespace, name, desired, *, remove=(),
                      field_manager="devjobs", now=None, max_attempts=5,
                      after_read=None) -> bool
-    ENV_GROUP, ENV_VERSION, ENV_PLURAL
 
 How it cannot clobber Catalyst's conditions: it reads the Environment, merges `desired`
 into the conditions it read (`merge_conditions`: other types untouched), and sends a JSON
@@ -32,11 +31,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from devjobs.errors import DevjobsError
+from devjobs.resolver.environment import GROUP, PLURAL, VERSION
 from devjobs.runner.conditions import is_devjobs_type, merge_conditions
 
-ENV_GROUP = "catalyst.catalyst.dev"
-ENV_VERSION = "v1alpha1"
-ENV_PLURAL = "environments"
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -69,9 +66,7 @@ def write_conditions(
         try:
             env = cast(
                 dict[str, Any],
-                api.get_namespaced_custom_object(
-                    ENV_GROUP, ENV_VERSION, namespace, ENV_PLURAL, name
-                ),
+                api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
             )
         except ApiException as err:
             raise _api_error(place, "get", err) from None
@@ -97,10 +92,10 @@ def write_conditions(
         ]
         try:
             api.patch_namespaced_custom_object_status(
-                ENV_GROUP,
-                ENV_VERSION,
+                GROUP,
+                VERSION,
                 namespace,
-                ENV_PLURAL,
+                PLURAL,
                 name,
                 patch,
                 field_manager=field_manager,
@@ -126,7 +121,7 @@ def _api_error(place: str, verb: str, err: Any) -> DevjobsError:
     if err.status == 403:
         return DevjobsError(
             place,
-            f"forbidden: {message} (devjobs needs `get` on environments.{ENV_GROUP} and "
+            f"forbidden: {message} (devjobs needs `get` on environments.{GROUP} and "
             f"`patch` on environments/status in namespace {place.split('/')[1]})",
         )
     if err.status == 404:

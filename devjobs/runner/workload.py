@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from devjobs.resolver.environment import Environment
 from devjobs.resolver.models import JobPlan, RunAs
 from devjobs.runner import naming, workspace
-from devjobs.runner.environment import Environment
 from devjobs.runner.images import resolve_image
 from devjobs.runner.jobstate import InitJob
 from devjobs.runner.render import (

@@ -1,0 +1,232 @@
+"""A Catalyst Environment: the object every run belongs to, read one way by both halves.
+
+The resolver reads its per-source pins (which commit or branch a plan is for); the
+runner and the controller also need its uid, generation, Project and type. One reader
+checks the whole object once, from a YAML/JSON file or from what the API server
+returned, and every error names its place as the Project reader's do:
+`file:line:col: spec.sources[0].name: message`, or `Environment ns/name: ...` for an API
+object. Plain dataclasses, no pydantic: `devjobs status` and `logs` read one on every
+start.
+
+Catalyst's CRD (`../shared/fixtures/catalyst/`) requires `spec.projectRef` and
+`spec.type`, and so does this reader, with `metadata.namespace` (everything the runner
+creates goes there), except for a plan (`pins_only`), which reads only the pins: a
+hand-written file for `devjobs plan --environment` may leave the rest out. The sources'
+`branch` and `commitSha` are optional (a file may pin only one of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, overload
+
+from devjobs.errors import DevjobsError
+from devjobs.resolver.documents import Document, load_documents, object_document
+
+GROUP = "catalyst.catalyst.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Environment"
+PLURAL = "environments"
+
+
+@dataclass(frozen=True)
+class EnvironmentSource:
+    """`spec.sources[i]`: which commit of a Project source this environment runs."""
+
+    name: str
+    branch: str | None = None
+    commit_sha: str | None = None
+    pr_number: int | None = None
+
+    @property
+    def pinned_commit(self) -> str | None:
+        """The commit, if one is pinned (Catalyst writes "HEAD" for "none yet")."""
+        return self.commit_sha if self.commit_sha and self.commit_sha != "HEAD" else None
+
+    @property
+    def revision(self) -> str | None:
+        """What to check out: the pinned commit, else the branch."""
+        return self.pinned_commit or self.branch or None
+
+
+@dataclass(frozen=True)
+class Environment:
+    namespace: str
+    """Empty only when read `pins_only` from a file without one."""
+    name: str
+    uid: str
+    """Empty for a hand-written file; rendering then uses a stable placeholder."""
+    project: str
+    """`spec.projectRef.name`; empty only when read `pins_only` from a file without it."""
+    type: str
+    """Empty only when read `pins_only` from a file without it."""
+    generation: int = 0
+    deployment_mode: str | None = None
+    sources: tuple[EnvironmentSource, ...] = ()
+    document: Document | None = field(default=None, compare=False, repr=False)
+    """Where it was read from, for the places of later errors (see `where`)."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def where(self, pointer: str) -> str:
+        """`file:line:col: field.path` of a field of this Environment."""
+        if self.document is None:
+            return f"Environment {self.ref}: {pointer}"
+        return self.document.where(pointer)
+
+    def source(self, name: str) -> EnvironmentSource | None:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        return None
+
+    def owner_reference(self) -> dict[str, Any]:
+        """Owner reference so everything devjobs creates (Jobs, log-tail ConfigMaps) goes
+        when the Environment goes.
+
+        `controller: true`: the Environment is the one managing owner of these objects
+        (devjobs acts for it, they have no other owner, and nothing else may adopt them).
+        `blockOwnerDeletion: true`: a foreground deletion of the Environment waits until
+        its Jobs are gone, so no job is still running once the Environment is. Where the
+        API server runs the OwnerReferencesPermissionEnforcement admission plugin, setting
+        it needs `update` on `environments/finalizers` (granted in deploy/rbac.yaml; a user
+        running `devjobs run` needs it too)."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def parse_ref(text: str, place: str = "--environment") -> tuple[str, str]:
+    """`NS/NAME` -> (namespace, name)."""
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise DevjobsError(place, f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
+
+
+def parse_environment(document: Document, *, pins_only: bool = False) -> Environment:
+    """Check and convert one Environment document (its kind already known).
+    `pins_only`: the caller needs only the name and the sources' pins (a plan)."""
+    read = _Reader(document)
+    needed = not pins_only
+    value = read.mapping("", document.value)
+    if value.get("apiVersion") != API_VERSION:
+        raise DevjobsError(
+            document.where("/apiVersion"),
+            f"Environment must have apiVersion {API_VERSION}, "
+            f"not {value.get('apiVersion') or 'none'!r}",
+        )
+    metadata = read.mapping("/metadata", value.get("metadata"))
+    generation = metadata.get("generation", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        raise DevjobsError(document.where("/metadata/generation"), "must be an integer")
+    spec = read.mapping("/spec", value.get("spec"))
+    project_ref = read.mapping(
+        "/spec/projectRef", spec.get("projectRef") or ({} if pins_only else None)
+    )
+    raw_sources = spec.get("sources") or []
+    if not isinstance(raw_sources, list):
+        raise DevjobsError(document.where("/spec/sources"), "must be a list")
+    sources: list[EnvironmentSource] = []
+    for index, raw in enumerate(raw_sources):
+        pointer = f"/spec/sources/{index}"
+        item = read.mapping(pointer, raw)
+        name = read.string(f"{pointer}/name", item, "name")
+        if any(source.name == name for source in sources):
+            raise DevjobsError(document.where(f"{pointer}/name"), f"duplicate source {name!r}")
+        pr_number = item.get("prNumber")
+        if pr_number is not None and (
+            not isinstance(pr_number, int) or isinstance(pr_number, bool)
+        ):
+            raise DevjobsError(document.where(f"{pointer}/prNumber"), "must be an integer")
+        sources.append(
+            EnvironmentSource(
+                name=name,
+                branch=read.optional(f"{pointer}/branch", item, "branch"),
+                commit_sha=read.optional(f"{pointer}/commitSha", item, "commitSha"),
+                pr_number=pr_number,
+            )
+        )
+    return Environment(
+        namespace=read.string("/metadata/namespace", metadata, "namespace", required=needed),
+        name=read.string("/metadata/name", metadata, "name"),
+        uid=read.optional("/metadata/uid", metadata, "uid") or "",
+        project=read.string("/spec/projectRef/name", project_ref, "name", required=needed),
+        type=read.string("/spec/type", spec, "type", required=needed),
+        generation=generation,
+        deployment_mode=read.optional("/spec/deploymentMode", spec, "deploymentMode"),
+        sources=tuple(sources),
+        document=document,
+    )
+
+
+def from_object(value: Any) -> Environment:
+    """An Environment as the API server returned it; places read `Environment ns/name: ...`."""
+    if not isinstance(value, Mapping):
+        raise DevjobsError("Environment", "not an object")
+    if value.get("kind") != KIND:
+        raise DevjobsError("Environment", f"expected kind {KIND}, got {value.get('kind')!r}")
+    return parse_environment(object_document(value))
+
+
+@overload
+def load_file(path: Path) -> Environment: ...
+@overload
+def load_file(path: Path, *, required: bool) -> Environment | None: ...
+
+
+def load_file(path: Path, *, required: bool = True) -> Environment | None:
+    """The Environment in a YAML or JSON file, which may hold other documents too (the
+    Project it belongs to, say): one `kind: Environment` is expected, or none when not
+    `required` (then the result is None)."""
+    found = [
+        document
+        for document in load_documents(path)
+        if isinstance(document.value, dict) and document.value.get("kind") == KIND
+    ]
+    if not found and not required:
+        return None
+    if len(found) != 1:
+        raise DevjobsError(str(path), f"expected one Environment, found {len(found)}")
+    return parse_environment(found[0])
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """Typed access to a document's fields, raising with the field's place."""
+
+    document: Document
+
+    def mapping(self, pointer: str, value: Any) -> Mapping[str, Any]:
+        if value is None and pointer:
+            raise DevjobsError(self.document.where(pointer), "required field is missing")
+        if not isinstance(value, Mapping):
+            raise DevjobsError(self.document.where(pointer), "must be an object")
+        return value
+
+    def optional(self, pointer: str, obj: Mapping[str, Any], key: str) -> str | None:
+        value = obj.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise DevjobsError(
+                self.document.where(pointer), f"must be a string, not {type(value).__name__}"
+            )
+        return value
+
+    def string(self, pointer: str, obj: Mapping[str, Any], key: str, required: bool = True) -> str:
+        """The string at `key`; "" when it is missing and not `required`."""
+        value = self.optional(pointer, obj, key)
+        if value is None and required:
+            raise DevjobsError(self.document.where(pointer), "required field is missing")
+        return value or ""
