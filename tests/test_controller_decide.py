@@ -688,6 +688,27 @@ def test_the_posted_init_container_states_are_read_back_from_the_deployment() ->
     assert len(long.partition("/")[2]) <= 63
 
 
+def test_a_pending_init_container_job_of_a_left_commit_is_cancelled_at_that_commit() -> None:
+    annotation = init_github_state_annotation("web/seed")
+    cluster = Cluster(deployment=deployment(), builds=[build_job(SHA1)])
+    cluster.settle()
+    # Posted pending at SHA1 (recorded on the workload), still pending: nothing to cancel.
+    assert cluster.deployment is not None
+    cluster.deployment["metadata"]["annotations"] = {annotation: f"pending@{SHA1}"}
+    assert decide.decide(cluster.observed()).init_cancelled == ()
+    # The Environment moves to SHA2 (no build yet, so no new patch): SHA1 gets `error`.
+    cluster.env["spec"]["sources"][0]["commitSha"] = SHA2
+    (cancelled,) = decide.decide(cluster.observed()).init_cancelled
+    assert (cancelled.key, cancelled.commit, cancelled.phase, cancelled.reason) == (
+        "web/seed", SHA1, Phase.CANCELLED, "Superseded",
+    )  # fmt: skip
+    assert cancelled.message.startswith(f"superseded by commit {SHA2[:7]}")
+    # Once a result (or that error) is recorded for SHA1, or pending at SHA2: nothing.
+    for recorded in (f"error@{SHA1}", f"success@{SHA1}", f"pending@{SHA2}"):
+        cluster.deployment["metadata"]["annotations"] = {annotation: recorded}
+        assert decide.decide(cluster.observed()).init_cancelled == ()
+
+
 @pytest.mark.parametrize("phase", ["", "Pending", "Provisioning", "Building", "Ready", "Failed"])
 def test_every_phase_converges_without_writing_twice(phase: str) -> None:
     cluster = Cluster(env=env_dict(phase=phase), builds=[build_job(SHA1)])

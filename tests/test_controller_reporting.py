@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from devjobs.controller.decide import Settings
+from devjobs.controller.decide import Settings, decide
 from devjobs.controller.main import Config, Controller
 from devjobs.controller.observe import observe
 from devjobs.controller.report import Reporting, github_from_env
@@ -365,3 +365,38 @@ def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_
     reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
     assert [post(Phase.SUCCEEDED), post(Phase.PENDING)] == [0, 0]
     assert len(github.statuses) == 3
+
+
+def test_a_pending_init_container_job_of_a_left_commit_is_posted_as_error_first(
+    github: FakeGitHub,
+) -> None:
+    new = "b" * 40
+    env = {"apiVersion": "catalyst.catalyst.dev/v1alpha1", "kind": "Environment",
+           "metadata": {"name": "pr-1", "namespace": "ns", "uid": "u"},
+           "spec": {"projectRef": {"name": "shop"}, "type": "development",
+                    "sources": [{"name": "app", "branch": "main", "commitSha": new}]}}  # fmt: skip
+    annotation = "devjobs.dev/github-state.app.seed"
+    web: dict[str, Any] = {
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "annotations": {annotation: f"pending@{SHA}"},
+        },
+        "spec": {},
+    }
+    kube = RecordingKube()
+    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    observed = observe(env, plan=init_plan("busybox:1"), deployment=web)
+    decision = decide(observed)
+    pending_new = JobState(source="app", job="seed", phase=Phase.PENDING, reason="Waiting",
+                           exit_code=None, started=None, finished=None, message="",
+                           commit=new, job_name=None)  # fmt: skip
+    made = reporting.post_statuses(kube, observed, {"app/seed": pending_new},
+                                   decision.init_cancelled)  # fmt: skip
+    assert made == 2
+    assert [(s["sha"], s["state"]) for s in github.statuses] == [(SHA, "error"), (new, "pending")]
+    assert github.statuses[0]["description"].startswith("Cancelled: superseded by commit bbbbbbb")
+    # Recorded on the workload in that order: the new commit's pending is what stays.
+    recorded = [b["metadata"]["annotations"][annotation] for _, _, b in kube.made]
+    assert recorded == [f"error@{SHA}", f"pending@{new}"]
+    assert github.violations == []

@@ -32,7 +32,10 @@ controller from writing). The rules, per Environment and for its current commit:
   by `report.Reporting`): from the moment the workload patch carrying the job is applied
   for the current commit (this round, or already in the workload), `pending` until its
   init container's result, then that result, as `devjobs run` posts them. A round that
-  applies the patch is `pending` whatever the old template's rollout says.
+  applies the patch is `pending` whatever the old template's rollout says. When the
+  Environment moves to another commit while such a job's last posted status is still
+  `pending` (recorded on the workload), that commit gets `error`, "superseded", as an
+  unfinished Job of an old commit does (`Decision.init_cancelled`).
 """
 
 from __future__ import annotations
@@ -158,6 +161,10 @@ class Decision:
     """Job key -> state (with its commit) of each InitContainer job of the current commit
     whose workload patch is applied, once this round's actions have run: the commit
     statuses to post for jobs that have no Job (see the module doc)."""
+    init_cancelled: tuple[JobState, ...] = ()
+    """Cancelled states, at their old commit, of InitContainer jobs whose last posted
+    status is `pending` at a commit the Environment has left: posted before
+    `init_statuses` (which then replace the record on the workload)."""
 
 
 @dataclass(frozen=True)
@@ -356,6 +363,30 @@ def _init_statuses(
     return statuses
 
 
+def _init_cancelled(
+    observed: Observed, plan: JobPlan, current: Mapping[str, str]
+) -> tuple[JobState, ...]:
+    """`Decision.init_cancelled`: read from the posted states the workload records. Only
+    jobs still in the plan: a record is named after its job, and the name of a job the
+    plan dropped cannot be read back from it."""
+    workload = observed.workload
+    if workload is None:
+        return ()
+    cancelled = []
+    for job in plan.jobs:
+        if job.run_as is not RunAs.INIT_CONTAINER:
+            continue
+        recorded = workload.recorded_github_state(job.key)
+        now = current.get(job.source)
+        if recorded is None or now is None:
+            continue
+        commit, state = recorded
+        if state == "pending" and commit != now:
+            message = f"superseded by commit {short(now)} before its init container finished"
+            cancelled.append(_state(job, Phase.CANCELLED, "Superseded", message, commit))
+    return tuple(cancelled)
+
+
 # --- reconcile ----------------------------------------------------------------------
 
 
@@ -496,7 +527,11 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
         applying=any(isinstance(a, ApplyWorkload) for a in actions),
         workload_ready=workload_ready and at_commit is not False,
     )
-    return Decision(sorted(actions, key=lambda a: order.index(type(a))), statuses)
+    return Decision(
+        sorted(actions, key=lambda a: order.index(type(a))),
+        statuses,
+        _init_cancelled(observed, plan, current),
+    )
 
 
 def newest_finished(observed: Observed, at_current: Any) -> dict[str, JobObs]:

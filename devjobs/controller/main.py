@@ -443,7 +443,9 @@ class Controller:
             )  # fmt: skip
         # After the actions: a workload patch applied this round makes its InitContainer
         # jobs `pending` (`decision.init_statuses`), as `devjobs run` posts them.
-        self.reporting.post_statuses(self.kube, observed, decision.init_statuses)
+        self.reporting.post_statuses(
+            self.kube, observed, decision.init_statuses, decision.init_cancelled
+        )
         if retry is None:
             self._failures.pop(key, None)
         return retry

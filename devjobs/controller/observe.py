@@ -101,10 +101,15 @@ class WorkloadObs:
     """(annotation, value) of the Deployment's `init_github_state_annotation`s: the commit
     statuses of InitContainer jobs already posted, so a restart does not post them again."""
 
+    def recorded_github_state(self, key: str) -> tuple[str, str] | None:
+        """(commit, GitHub state) last posted for InitContainer job `key`, or None."""
+        return parse_init_github_state(
+            dict(self.github_states).get(init_github_state_annotation(key))
+        )
+
     def github_state(self, key: str, commit: str) -> str | None:
         """The GitHub state last posted for InitContainer job `key` at `commit`, or None."""
-        recorded = parse_init_github_state(dict(self.github_states).get(
-            init_github_state_annotation(key)))  # fmt: skip
+        recorded = self.recorded_github_state(key)
         return recorded[1] if recorded is not None and recorded[0] == commit else None
 
 

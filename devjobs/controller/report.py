@@ -8,7 +8,9 @@ the next reconcile of that Environment tries again (GitHub: only when the state 
 
 Statuses are posted for the Jobs devjobs created and, as `devjobs run` does, for the
 `runAs: InitContainer` jobs (`decide.Decision.init_statuses`): `pending` once the workload
-patch carrying the job is applied, then its init container's result. What was posted is
+patch carrying the job is applied, then its init container's result; `error` at the old
+commit when the Environment moves on while it is still `pending`
+(`decide.Decision.init_cancelled`), as for an unfinished Job. What was posted is
 kept in the cluster, where a restarted controller finds it: on the Job (one Job per
 commit), and for an InitContainer job, which has no object of its own, on the workload
 Deployment that runs it (`observe.init_github_state_annotation`, `<state>@<commit>`).
@@ -19,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -100,10 +102,12 @@ class Reporting:
         kube: Kube,
         observed: Observed,
         init_states: Mapping[str, JobState] | None = None,
+        init_cancelled: Sequence[JobState] = (),
     ) -> int:
         """A commit status per job of the current commit (its newest run), per cancelled
-        run of an older commit, and per InitContainer job of `init_states` (job key ->
-        state with its commit); returns how many requests were made."""
+        run of an older commit, per InitContainer job left `pending` at an older commit
+        (`init_cancelled`), and per InitContainer job of `init_states` (job key -> state
+        with its commit); returns how many requests were made."""
         if self.github is None or observed.plan is None:
             return 0
         env = observed.environment
@@ -140,7 +144,8 @@ class Reporting:
                 text = f"commit status of {key} not posted: {error}"
                 what = f"github/{key}/{commit}/{state.phase.value}"
                 self._warn(kube, env, what, "GitHubStatusFailed", text)
-        made += self._post_init_statuses(kube, observed, init_states or {}, urls)
+        init = [*init_cancelled, *(state for _, state in sorted((init_states or {}).items()))]
+        made += self._post_init_statuses(kube, observed, init, urls)
         self.posted += made
         return made
 
@@ -148,7 +153,7 @@ class Reporting:
         self,
         kube: Kube,
         observed: Observed,
-        init_states: Mapping[str, JobState],
+        init_states: Sequence[JobState],
         urls: Mapping[str, str | None],
     ) -> int:
         """The InitContainer jobs' statuses: one per GitHub state and commit, kept on the
@@ -161,8 +166,8 @@ class Reporting:
             return 0
         marker = f"deployment/{workload.name}"
         made = 0
-        for key, state in sorted(init_states.items()):
-            commit = state.commit
+        for state in init_states:
+            key, commit = state.key, state.commit
             if not commit:
                 continue
             seen = (env.ref, key, commit)
