@@ -91,7 +91,8 @@ def jobplan_schema() -> dict[str, Any]:
     job = schema["$defs"]["JobConfig"]
     for name in ("command", "parallel"):
         # On the wire the unused form is left out rather than null.
-        job["properties"][name] = job["properties"][name]["anyOf"][0]
+        prop = job["properties"][name]
+        job["properties"][name] = {**prop["anyOf"][0], **_keep(prop)}
     job["oneOf"] = [{"required": ["command"]}, {"required": ["parallel"]}]
     return {"$schema": SCHEMA_DIALECT, "$id": "https://devjobs.dev/schemas/jobplan.json", **schema}
 

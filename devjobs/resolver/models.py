@@ -80,13 +80,21 @@ class InvalidJob(ValueError):
         self.field = field_name
 
 
+OMIT_IF_NONE = {"omit_if_none": True}
+"""Field metadata: a None value is left out of the wire form rather than sent as null."""
+
+
 def wire_value(value: Any) -> Any:
     """The JSON-compatible form of a model (or anything inside one): camelCase keys,
-    enums as their values, lists for tuples."""
+    enums as their values, lists for tuples, `OMIT_IF_NONE` fields left out when None."""
     if isinstance(value, enum.Enum):
         return value.value
     if is_dataclass(value) and not isinstance(value, type):
-        return {wire_name(f.name): wire_value(getattr(value, f.name)) for f in fields(value)}
+        return {
+            wire_name(f.name): wire_value(item)
+            for f in fields(value)
+            if (item := getattr(value, f.name)) is not None or not f.metadata.get("omit_if_none")
+        }
     if isinstance(value, list | tuple):
         return [wire_value(item) for item in value]
     if isinstance(value, dict):
@@ -122,9 +130,10 @@ class JobConfig:
     source: str
     trigger: Trigger
     run_as: RunAs = RunAs.JOB
-    command: Argv | None = None
-    parallel: dict[str, Argv] | None = None
-    """Entries run concurrently; all must succeed. Exactly one of command/parallel is set."""
+    command: Argv | None = field(default=None, metadata=OMIT_IF_NONE)
+    parallel: dict[str, Argv] | None = field(default=None, metadata=OMIT_IF_NONE)
+    """Entries run concurrently; all must succeed. Exactly one of command/parallel is set:
+    only that one appears on the wire."""
     image: str | None = None
     """None means "the environment's build image", filled in by the runner."""
     working_dir: str
@@ -151,14 +160,6 @@ class JobConfig:
             raise InvalidJob("timeout_seconds", "timeoutSeconds must be greater than 0")
         if self.retries < 0:
             raise InvalidJob("retries", "retries must not be negative")
-
-    def to_wire(self) -> dict[str, Any]:
-        """Exactly one of `command`/`parallel` appears on the wire, never a null twin."""
-        data: dict[str, Any] = wire_value(self)
-        for name in ("command", "parallel"):
-            if data.get(name) is None:
-                del data[name]
-        return data
 
     @property
     def key(self) -> str:
@@ -213,7 +214,6 @@ class JobPlan:
     def to_wire(self) -> dict[str, Any]:
         """The `-o json|yaml` document (see schemas/jobplan.schema.json)."""
         data: dict[str, Any] = wire_value(self)
-        data["jobs"] = [job.to_wire() for job in self.jobs]
         return data
 
     def jobs_for(self, trigger: Trigger) -> list[JobConfig]:
