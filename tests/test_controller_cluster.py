@@ -18,188 +18,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.catalyst import Catalyst, source_repo, wait
 from tests.gitserver import GitDaemon, RepoRoot
 
 pytestmark = pytest.mark.tier2
-
-T = TypeVar("T")
-GROUP, VERSION = "catalyst.catalyst.dev", "v1alpha1"
-
-
-def wait(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
-class Catalyst:
-    """What the test does in Catalyst's place, through the real API."""
-
-    def __init__(self, client: Any, namespace: str, image: str) -> None:
-        from kubernetes import client as k
-
-        self.ns = namespace
-        self.image = image
-        # Any: the generated client's models are not what the tests pass (plain dicts).
-        self.custom: Any = k.CustomObjectsApi(client)
-        self.batch: Any = k.BatchV1Api(client)
-        self.apps: Any = k.AppsV1Api(client)
-        self.core: Any = k.CoreV1Api(client)
-
-    def create_project(self, url: str) -> None:
-        jobs = [
-            {"name": "check", "trigger": "PostBuild", "command": ["true"], "image": self.image},
-            {"name": "smoke", "trigger": "PostDeploy", "command": ["true"], "image": self.image},
-            {"name": "lint", "trigger": "Manual", "command": ["true"], "image": self.image},
-        ]
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Project",
-            "metadata": {"name": "shop", "namespace": self.ns},
-            "spec": {
-                "sources": [{"name": "app", "repositoryUrl": url, "branch": "main", "jobs": jobs}],
-                "templates": {
-                    "development": {
-                        "type": "manifest",
-                        "builds": [{"name": "app", "sourceRef": "app"}],
-                    }
-                },
-            },
-        }
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "projects", body)
-
-    def create_environment(self, sha: str) -> None:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Environment",
-            "metadata": {"name": "pr-1", "namespace": self.ns},
-            "spec": {
-                "projectRef": {"name": "shop"},
-                "type": "development",
-                "deploymentMode": "development",
-                "sources": [{"name": "app", "branch": "main", "commitSha": sha}],
-            },
-        }
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "environments", body)
-        self.set_phase("Building")
-
-    def env(self) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.ns, "environments", "pr-1"
-        )
-        return obj
-
-    def set_phase(self, phase: str) -> None:
-        """As Catalyst does: an update of the whole status, resourceVersion checked, read
-        again and retried when devjobs wrote its conditions in between (409 Conflict)."""
-        from kubernetes.client.exceptions import ApiException
-
-        for attempt in range(10):
-            env = self.env()
-            status = env.get("status") or {}
-            status["phase"] = phase
-            env["status"] = status
-            try:
-                self.custom.replace_namespaced_custom_object_status(
-                    GROUP, VERSION, self.ns, "environments", "pr-1", env
-                )
-                return
-            except ApiException as error:
-                if error.status != 409 or attempt == 9:
-                    raise
-
-    def set_commit(self, sha: str) -> None:
-        patch = {"spec": {"sources": [{"name": "app", "branch": "main", "commitSha": sha}]}}
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.ns, "environments", "pr-1", patch
-        )
-
-    def annotate(self, key: str, value: str) -> None:
-        patch = {"metadata": {"annotations": {key: value}}}
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.ns, "environments", "pr-1", patch
-        )
-
-    def build(self, sha: str) -> str:
-        name = f"build-app-{sha[:7]}"
-        container = {
-            "name": "build",
-            "image": self.image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["sh", "-c", "echo built"],
-            "resources": _resources(),
-        }
-        body = {
-            "metadata": {
-                "name": name,
-                "labels": {"catalyst.dev/job-type": "build", "catalyst.dev/build": "app"},
-            },
-            "spec": {
-                "backoffLimit": 0,
-                "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
-            },
-        }
-        self.batch.create_namespaced_job(self.ns, body)
-        return name
-
-    def build_done(self, name: str) -> bool:
-        job = self.batch.read_namespaced_job(name, self.ns)
-        return any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or [])
-
-    def deploy_web(self) -> None:
-        container = {
-            "name": "web",
-            "image": self.image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["sleep", "3600"],
-            "resources": _resources(),
-        }
-        labels = {"app": "web"}
-        body = {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [container], "terminationGracePeriodSeconds": 0},
-                },
-            },
-        }
-        self.apps.create_namespaced_deployment(self.ns, body)
-
-    def devjobs_jobs(self) -> dict[str, Any]:
-        jobs = self.batch.list_namespaced_job(
-            self.ns, label_selector="app.kubernetes.io/managed-by=devjobs"
-        )
-        return {j.metadata.name: j for j in jobs.items if not j.metadata.deletion_timestamp}
-
-    def jobs_of(self, trigger: str) -> list[Any]:
-        return [
-            j
-            for j in self.devjobs_jobs().values()
-            if j.metadata.labels["devjobs.dev/trigger"] == trigger
-        ]
-
-    def conditions(self) -> dict[str, dict[str, Any]]:
-        return {c["type"]: c for c in (self.env().get("status") or {}).get("conditions") or []}
-
-    def events(self, reason: str) -> list[Any]:
-        return [e for e in self.core.list_namespaced_event(self.ns).items if e.reason == reason]
-
-
-def _resources() -> dict[str, Any]:
-    quantities = {"cpu": "50m", "memory": "32Mi"}
-    return {"requests": quantities, "limits": quantities}
 
 
 class ControllerProcess:
@@ -264,12 +90,9 @@ def test_jobs_run_by_themselves_through_the_lifecycle_and_survive_a_restart(
     git_daemon: GitDaemon,
     controller: Callable[[], ControllerProcess],
 ) -> None:
-    repo = git_repos.create("app")
-    repo.write(".devcontainer/devcontainer.json", '{"image": "devjobs.test/busybox:1"}')
-    sha1 = repo.commit("first")
+    repo, sha1 = source_repo(git_repos)
     catalyst = Catalyst(kube_client, namespace, kube_node.test_image)
-    catalyst.create_project(git_daemon.url("app"))
-    catalyst.create_environment(sha1)
+    catalyst.create(git_daemon.url("app"), sha1)
     ctl = controller()
 
     # Waiting for the build: conditions say so, no Job is created.
@@ -281,17 +104,7 @@ def test_jobs_run_by_themselves_through_the_lifecycle_and_survive_a_restart(
     assert catalyst.devjobs_jobs() == {}, ctl.text()
 
     # The build of the commit succeeds on the real node: PostBuild fires.
-    build = catalyst.build(sha1)
-    try:
-        wait("the build Job to complete", lambda: catalyst.build_done(build), 90)
-    except AssertionError:
-        print("PODS", catalyst.core.list_namespaced_pod(namespace))
-        print("JOB", catalyst.batch.read_namespaced_job(build, namespace).status)
-        print(
-            "EVENTS",
-            [(e.reason, e.message) for e in catalyst.core.list_namespaced_event(namespace).items],
-        )
-        raise
+    catalyst.built(sha1)
     (check,) = wait("the PostBuild Job", lambda: catalyst.jobs_of("PostBuild"), 30)
     assert check.metadata.annotations["devjobs.dev/commit"] == sha1
     assert check.metadata.owner_references[0].name == "pr-1"
@@ -310,18 +123,8 @@ def test_jobs_run_by_themselves_through_the_lifecycle_and_survive_a_restart(
         30,
     )
     # The clone image does not exist on the node: each job is reported Failed, not stuck.
-    failed: Any = wait(
-        "conditions of every job",
-        lambda: (
-            (c := catalyst.conditions())
-            and all(
-                c.get(f"Job.app.{n}", {}).get("status") == "False"
-                for n in ("check", "smoke", "lint")
-            )
-            and c
-        ),
-        60,
-    )
+    every_job = {f"Job.app.{n}": "False" for n in ("check", "smoke", "lint")}
+    failed = catalyst.wait_conditions("conditions of every job", every_job, 60)
     assert failed["JobsSucceeded"]["status"] == "False"
 
     # Kill it mid-run, start again: no duplicate Job, no lost result.
@@ -346,15 +149,7 @@ def test_jobs_run_by_themselves_through_the_lifecycle_and_survive_a_restart(
                                  for c in j.status.conditions or [])],
         30,
     )  # fmt: skip
-    check_cond = wait(
-        "the new commit's conditions",
-        lambda: (
-            (c := catalyst.conditions().get("Job.app.check"))
-            and c["message"].startswith(f"commit {sha2[:7]}")
-            and c
-        ),
-        30,
-    )
+    check_cond = catalyst.wait_condition_at("the new commit's conditions", "Job.app.check", sha2)
     assert check_cond["status"] == "Unknown" and check_cond["reason"] == "Waiting"
     assert catalyst.conditions()["Ready"]["status"] if "Ready" in catalyst.conditions() else True
     assert ctl.stop() == 0, ctl.text()

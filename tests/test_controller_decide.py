@@ -32,34 +32,22 @@ from devjobs.controller.observe import (
     observe,
     workload_obs,
 )
-from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
+from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 from devjobs.runner.conditions import merge_conditions
 from devjobs.runner.jobstate import Phase
+from tests import catalyst
+from tests.catalyst import environment, job_plan, ready_condition
+from tests.catalyst import job_config as job
 
 SHA1 = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 SHA2 = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 NS = "env-pr-1"
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-def job(name: str, trigger: Trigger, **kwargs: Any) -> JobConfig:
-    fields: dict[str, Any] = {
-        "name": name,
-        "source": "web",
-        "trigger": trigger,
-        "working_dir": "/workspaces/web",
-        "image": "busybox:1",
-        "command": ["sh", "-c", f"echo {name}"],
-    }
-    fields.update(kwargs)
-    return JobConfig(**fields)
+REPOSITORY = "https://git.example/web.git"
 
 
 def plan_of(*jobs: JobConfig) -> JobPlan:
-    return JobPlan(
-        sources=[SourceInfo(name="web", repository_url="https://git.example/web.git")],
-        jobs=list(jobs),
-    )
+    return job_plan({"web": REPOSITORY}, *jobs)
 
 
 PLAN = plan_of(
@@ -72,66 +60,18 @@ PLAN = plan_of(
 
 
 def env_dict(sha: str = SHA1, phase: str = "Ready") -> dict[str, Any]:
-    return {
-        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
-        "kind": "Environment",
-        "metadata": {"name": "pr-1", "namespace": NS, "uid": "uid-1", "generation": 2},
-        "spec": {
-            "projectRef": {"name": "shop"},
-            "type": "development",
-            "sources": [{"name": "web", "branch": "main", "commitSha": sha}],
-        },
-        "status": {"phase": phase, "conditions": [_catalyst_condition()]},
-    }
+    """Environment `pr-1` at `sha` as stored, in `phase`, with Catalyst's Ready condition."""
+    status = {"phase": phase, "conditions": [ready_condition()]}
+    return environment("pr-1", NS, {"web": sha}, uid="uid-1", generation=2, status=status)
 
 
-def _catalyst_condition() -> dict[str, Any]:
-    return {
-        "type": "Ready",
-        "status": "True",
-        "reason": "Deployed",
-        "message": "",
-        "lastTransitionTime": "2024-01-01T00:00:00Z",
-    }
-
-
-def build_job(sha: str, state: str = "Complete", build: str = "web") -> dict[str, Any]:
-    conditions = [{"type": state, "status": "True"}] if state else []
-    return {
-        "metadata": {
-            "name": f"build-{build}-{sha[:7]}",
-            "namespace": NS,
-            "labels": {"catalyst.dev/job-type": "build", "catalyst.dev/build": build},
-            "creationTimestamp": "2024-01-01T00:00:00Z",
-        },
-        "status": {"conditions": conditions},
-    }
+def build_job(sha: str, state: str = "Complete") -> dict[str, Any]:
+    """Catalyst's build of `web` at `sha` as observed: ended in `state` ("": running)."""
+    return catalyst.build_job("web", sha, NS, state=state, created="2024-01-01T00:00:00Z")
 
 
 def deployment(image: str = "busybox:1", ready: bool = True, inits: Any = ()) -> dict[str, Any]:
-    n = 1 if ready else 0
-    return {
-        "metadata": {"name": "web", "namespace": NS, "generation": 1},
-        "spec": {
-            "replicas": 1,
-            "template": {
-                "spec": {
-                    "containers": [{"name": "web", "image": image}],
-                    "initContainers": list(inits),
-                }
-            },
-        },
-        "status": {
-            "observedGeneration": 1,
-            "replicas": 1,
-            "updatedReplicas": 1,
-            "readyReplicas": n,
-            "availableReplicas": n,
-        },
-    }
-
-
-PROJECT = {"spec": {"templates": {"development": {"builds": [{"name": "web"}]}}}}
+    return catalyst.deployment(namespace=NS, image=image, inits=inits, ready=ready)
 
 
 @dataclass
@@ -141,7 +81,9 @@ class Cluster:
     env: dict[str, Any] = field(default_factory=env_dict)
     plan: JobPlan | None = PLAN
     plan_error: str | None = None
-    project: dict[str, Any] | None = field(default_factory=lambda: copy.deepcopy(PROJECT))
+    project: dict[str, Any] | None = field(
+        default_factory=lambda: catalyst.project({"web": REPOSITORY}, builds=["web"])
+    )
     builds: list[dict[str, Any]] = field(default_factory=list)
     deployment: dict[str, Any] | None = None
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -195,7 +137,11 @@ class Cluster:
                 template = self.deployment["spec"]["template"]
                 template["spec"]["initContainers"] = defaulted
                 labels = (action.patch["spec"]["template"].get("metadata") or {}).get("labels")
-                template.setdefault("metadata", {})["labels"] = dict(labels or {})
+                # Server-side apply: devjobs' labels are the patch's, Catalyst's stay.
+                meta = template.setdefault("metadata", {})
+                catalysts = {k: v for k, v in (meta.get("labels") or {}).items()
+                             if not k.startswith("devjobs.dev/")}  # fmt: skip
+                meta["labels"] = {**catalysts, **(labels or {})}
 
     def settle(self, rounds: int = 5) -> list[decide.Action]:
         """Reconcile and apply until nothing is asked for; all actions taken, in order."""
@@ -239,7 +185,7 @@ def test_nothing_runs_while_the_builds_of_the_commit_are_missing() -> None:
     assert conds["Job.web.build-check"]["status"] == "Unknown"
     assert conds["Job.web.build-check"]["reason"] == "Waiting"
     assert conds["Job.web.build-check"]["message"].startswith("commit 1111111: waiting")
-    assert conds["Ready"] == _catalyst_condition()  # Catalyst's condition untouched
+    assert conds["Ready"] == ready_condition()  # Catalyst's condition untouched
 
 
 def test_ready_phase_alone_never_fires_post_build_when_the_project_has_builds() -> None:
@@ -561,7 +507,7 @@ def test_jobs_dropped_from_the_plan_have_their_conditions_removed_and_others_kep
     assert set(cluster.conditions()) == {
         "Ready", "Job.web.build-check", "JobsSucceeded", decide.PRE_DEPLOY_GATE,
     }  # fmt: skip
-    assert cluster.conditions()["Ready"] == _catalyst_condition()
+    assert cluster.conditions()["Ready"] == ready_condition()
     assert cluster.reconcile() == []
 
 

@@ -18,11 +18,14 @@ SA = "system:serviceaccount:devjobs-system:devjobs-controller"
 
 
 def kubectl(kube_api: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`kubectl` of the test cluster; with `check`, a failure raises with its stderr."""
     exe = str(binaries.find().get("kubectl") or shutil.which("kubectl") or "kubectl")
-    return subprocess.run(
-        [exe, "--kubeconfig", str(kube_api.kubeconfig), *args],
-        capture_output=True, text=True, check=check,
-    )  # fmt: skip
+    done = subprocess.run(
+        [exe, "--kubeconfig", str(kube_api.kubeconfig), *args], capture_output=True, text=True
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
+    return done
 
 
 def test_deploy_ships_the_generated_jobs_aware_project_crd() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -30,45 +29,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.cluster import binaries
+from tests.catalyst import Catalyst, container, project_job, source_repo, wait
 from tests.cluster.node import POD_CIDR, Node
 from tests.controller_image import build
-from tests.gitserver import RepoRoot, WorkRepo, _server_env
-from tests.test_controller_cluster import GROUP, VERSION, Catalyst
+from tests.gitserver import RepoRoot, _server_env
+from tests.test_controller_deploy import REPO, kubectl
 
 pytestmark = pytest.mark.tier2
 
-T = TypeVar("T")
-REPO = Path(__file__).resolve().parents[1]
 CONTROLLER_NS = "devjobs-system"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-def wait(what: str, probe: Callable[[], T | None], timeout: float = 60, why: Callable[[], str]
-         = lambda: "") -> T:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{why()}")
-        time.sleep(0.25)
-
-
-def kubectl(kube_api: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    exe = str(binaries.find().get("kubectl") or shutil.which("kubectl") or "kubectl")
-    done = subprocess.run(
-        [exe, "--kubeconfig", str(kube_api.kubeconfig), *args], capture_output=True, text=True
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done
 
 
 def in_node_netns(node: Node, *argv: str) -> list[str]:
@@ -167,12 +142,10 @@ def bring_up_pod_network(kube_client: Any, namespace: str, image: str) -> None:
     from kubernetes import client
 
     core: Any = client.CoreV1Api(kube_client)
-    quantities = {"cpu": "50m", "memory": "32Mi"}
     core.create_namespaced_pod(namespace, {
         "metadata": {"name": "network-up"},
-        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0, "containers": [{
-            "name": "up", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["true"],
-            "resources": {"requests": quantities, "limits": quantities}}]},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "containers": [container("up", image, ["true"])]},
     })  # fmt: skip
     wait("a first pod on the node", lambda: core.read_namespaced_pod("network-up", namespace)
          .status.phase == "Succeeded", 60)  # fmt: skip
@@ -256,6 +229,23 @@ class Installed:
         items: list[dict[str, Any]] = json.loads(done.stdout)["items"]
         return items
 
+    def environment(
+        self, kube_client: Any, index: int, image: str, repo: str, jobs: list[dict[str, Any]]
+    ) -> tuple[Catalyst, str, Callable[[], str]]:
+        """Catalyst in watched namespace `index`: a served repository `repo` (whose
+        `scripts/check.sh` reads a file of the clone), the Project of it with `jobs`, the
+        Environment at its commit. Returns Catalyst, the commit, and what to show when a
+        wait fails (conditions, job pods, the controller's log)."""
+        _repo, sha = source_repo(self.repos, repo, image, {"scripts/check.sh": CHECK_SH})
+        catalyst = Catalyst(kube_client, self.namespaces[index], image)
+        catalyst.create(self.git.url(repo), sha, jobs)
+
+        def why() -> str:
+            return (f"conditions: {json.dumps(catalyst.conditions(), indent=1)}\n"
+                    f"pods: {catalyst.job_pods_log()}\ncontroller:\n{self.pod_log()}")  # fmt: skip
+
+        return catalyst, sha, why
+
 
 @pytest.fixture(scope="module")
 def installed(
@@ -302,87 +292,25 @@ def installed(
         git.stop()
 
 
-# --- playing Catalyst ----------------------------------------------------------------
-
-
-class E2ECatalyst(Catalyst):
-    def create_project_with(self, url: str, jobs: list[dict[str, Any]]) -> None:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Project",
-            "metadata": {"name": "shop", "namespace": self.ns},
-            "spec": {
-                "sources": [{"name": "app", "repositoryUrl": url, "branch": "main", "jobs": jobs}],
-                "templates": {"development": {"type": "manifest",
-                                              "builds": [{"name": "app", "sourceRef": "app"}]}},
-            },
-        }  # fmt: skip
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "projects", body)
-
-    def job_pods_log(self) -> str:
-        out = []
-        pod: Any
-        for pod in self.core.list_namespaced_pod(self.ns).items:
-            statuses = (pod.status.init_container_statuses or []) + (
-                pod.status.container_statuses or []
-            )
-            out.append(f"{pod.metadata.name}: {pod.status.phase} "
-                       + "; ".join(f"{s.name}={s.state}" for s in statuses))  # fmt: skip
-            for s in statuses:
-                if s.state.terminated or (s.last_state and s.last_state.terminated):
-                    try:
-                        text = self.core.read_namespaced_pod_log(
-                            pod.metadata.name, self.ns, container=s.name, tail_lines=20,
-                            previous=not s.state.terminated,
-                        )  # fmt: skip
-                    except Exception as error:  # noqa: BLE001 - diagnostics only
-                        text = str(error)
-                    out.append(f"  {s.name} log: {text}")
-        kept: Any = self.core.list_namespaced_config_map(
-            self.ns, label_selector="devjobs.dev/component=log-tail"
-        )
-        for cm in kept.items:
-            out.append(f"kept {cm.metadata.name}: {cm.data}")
-        return "\n".join(out)
-
-
-def make_repo(repos: RepoRoot, name: str, test_image: str) -> tuple[WorkRepo, str]:
-    repo = repos.create(name)
-    repo.write(".devcontainer/devcontainer.json", json.dumps({"image": test_image}))
-    repo.write("scripts/check.sh", "test -f scripts/check.sh && echo checked from the clone\n")
-    sha = repo.commit("first")
-    return repo, sha
-
-
-def _job(name: str, trigger: str, command: list[str], image: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "trigger": trigger, "command": command, "image": image, **extra}
+CHECK_SH = "test -f scripts/check.sh && echo checked from the clone\n"
 
 
 def test_the_installed_controller_pod_drives_an_environment_from_postbuild_to_postdeploy(
     installed: Installed, kube_client: Any, kube_node: Any
 ) -> None:
-    ns = installed.namespaces[0]
     image = kube_node.test_image
-    _repo, sha = make_repo(installed.repos, "app", image)
-    catalyst = E2ECatalyst(kube_client, ns, image)
-    catalyst.create_project_with(installed.git.url("app"), [
+    catalyst, sha, why = installed.environment(kube_client, 0, image, "app", [
         # Reads a file of the clone: proves the clone (controller image as git image) ran.
-        _job("check", "PostBuild", ["sh", "scripts/check.sh"], image),
-        _job("migrate", "PreDeploy", ["sh", "-c", "echo migrated"], image),
-        _job("smoke", "PostDeploy", ["sh", "-c", "echo smoke ok"], image),
+        project_job("check", "PostBuild", ["sh", "scripts/check.sh"], image),
+        project_job("migrate", "PreDeploy", ["sh", "-c", "echo migrated"], image),
+        project_job("smoke", "PostDeploy", ["sh", "-c", "echo smoke ok"], image),
     ])  # fmt: skip
-    catalyst.create_environment(sha)
-
-    def why() -> str:
-        return (f"conditions: {json.dumps(catalyst.conditions(), indent=1)}\n"
-                f"pods: {catalyst.job_pods_log()}\ncontroller:\n{installed.pod_log()}")  # fmt: skip
 
     waiting = wait("Waiting conditions", lambda: catalyst.conditions().get("Job.app.check"),
                    60, why)  # fmt: skip
     assert (waiting["status"], waiting["reason"]) == ("Unknown", "Waiting")
     catalyst.set_phase("Building")
-    build_job = catalyst.build(sha)
-    wait("the build Job", lambda: catalyst.build_done(build_job), 90, why)
+    catalyst.built(sha, why=why)
 
     # PostBuild fires: check (PostBuild) and migrate (PreDeploy), not smoke.
     post_build = wait("the PostBuild Job", lambda: catalyst.jobs_of("PostBuild"), 30, why)
@@ -394,9 +322,8 @@ def test_the_installed_controller_pod_drives_an_environment_from_postbuild_to_po
         # Written by the pod's identity: its ServiceAccount, through deploy/'s RBAC.
         assert {m.manager for m in made.metadata.managed_fields} >= {"devjobs"}
     assert catalyst.jobs_of("PostDeploy") == []
-    gate = wait("PreDeploy gate True",
-                lambda: (c := catalyst.conditions().get("PreDeployJobsSucceeded"))
-                and c["status"] == "True" and c, 120, why)  # fmt: skip
+    gate = catalyst.wait_conditions("PreDeploy gate True", {"PreDeployJobsSucceeded": "True"},
+                                    120, why)["PreDeployJobsSucceeded"]  # fmt: skip
     assert gate["message"].startswith(f"commit {sha[:7]}")
 
     catalyst.set_phase("Deploying")
@@ -405,9 +332,8 @@ def test_the_installed_controller_pod_drives_an_environment_from_postbuild_to_po
     (smoke,) = wait("the PostDeploy Job", lambda: catalyst.jobs_of("PostDeploy"), 120, why)
     assert smoke.metadata.annotations["devjobs.dev/commit"] == sha
 
-    done = wait("every job's condition True",
-                lambda: (c := catalyst.conditions()) and c.get("JobsSucceeded", {}).get("status")
-                == "True" and c, 120, why)  # fmt: skip
+    done = catalyst.wait_conditions("every job's condition True", {"JobsSucceeded": "True"},
+                                    120, why)  # fmt: skip
     for job in ("check", "migrate", "smoke"):
         cond = done[f"Job.app.{job}"]
         assert (cond["status"], cond["reason"]) == ("True", "Succeeded"), why()
@@ -430,30 +356,19 @@ def test_the_installed_controller_pod_drives_an_environment_from_postbuild_to_po
 def test_an_init_container_job_failing_in_the_workload_pod_becomes_false_failed(
     installed: Installed, kube_client: Any, kube_node: Any
 ) -> None:
-    ns = installed.namespaces[1]
     image = kube_node.test_image
-    _repo, sha = make_repo(installed.repos, "app-initfail", image)
-    catalyst = E2ECatalyst(kube_client, ns, image)
-    catalyst.create_project_with(installed.git.url("app-initfail"), [
-        _job("seed", "PreDeploy", ["sh", "-c", "echo seeding; exit 4"], image,
-             runAs="InitContainer"),
-        _job("smoke", "PostDeploy", ["true"], image),
+    catalyst, sha, why = installed.environment(kube_client, 1, image, "app-initfail", [
+        project_job("seed", "PreDeploy", ["sh", "-c", "echo seeding; exit 4"], image,
+                    runAs="InitContainer"),
+        project_job("smoke", "PostDeploy", ["true"], image),
     ])  # fmt: skip
-    catalyst.create_environment(sha)
-
-    def why() -> str:
-        return (f"conditions: {json.dumps(catalyst.conditions(), indent=1)}\n"
-                f"pods: {catalyst.job_pods_log()}\ncontroller:\n{installed.pod_log()}")  # fmt: skip
-
-    build_job = catalyst.build(sha)
-    wait("the build Job", lambda: catalyst.build_done(build_job), 90, why)
+    catalyst.built(sha, why=why)
     seed = wait("the seed job waiting", lambda: catalyst.conditions().get("Job.app.seed"), 30, why)
     assert seed["status"] == "Unknown", why()
     catalyst.deploy_web()  # the controller adds its init containers: a rollout
 
-    failed = wait("Job.app.seed False",
-                  lambda: (c := catalyst.conditions().get("Job.app.seed"))
-                  and c["status"] == "False" and c, 120, why)  # fmt: skip
+    failed = catalyst.wait_conditions("Job.app.seed False", {"Job.app.seed": "False"}, 120,
+                                      why)["Job.app.seed"]  # fmt: skip
     assert failed["reason"] == "Failed", why()
     assert "devjobs-app-seed" in failed["message"] and "code 4" in failed["message"], failed
     assert failed["message"].startswith(f"commit {sha[:7]}")
@@ -464,5 +379,5 @@ def test_an_init_container_job_failing_in_the_workload_pod_becomes_false_failed(
     assert catalyst.jobs_of("PostDeploy") == []
     assert conditions["Job.app.smoke"]["status"] == "Unknown"
     # The pods it read are labelled for it; the label came with the init containers.
-    web: Any = catalyst.apps.read_namespaced_deployment("web", ns)
+    web: Any = catalyst.apps.read_namespaced_deployment("web", catalyst.ns)
     assert web.spec.template.metadata.labels["devjobs.dev/workload"] == "pr-1"

@@ -10,6 +10,7 @@ from devjobs.controller.decide import CreateJob
 from devjobs.resolver import environment as envmod
 from devjobs.runner.kubeapi import Kube
 from devjobs.runner.render import ANNOTATION_SPEC_HASH
+from tests.catalyst import TEST_IMAGE, environment
 
 
 def create(name: str = "pr-1-web-test-abc", spec_hash: str = "abc", ns: str = "ns") -> CreateJob:
@@ -24,7 +25,7 @@ def create(name: str = "pr-1-web-test-abc", spec_hash: str = "abc", ns: str = "n
                 "template": {
                     "spec": {
                         "restartPolicy": "Never",
-                        "containers": [{"name": "job", "image": "devjobs.test/busybox:1"}],
+                        "containers": [{"name": "job", "image": TEST_IMAGE}],
                     }
                 }
             },
@@ -68,11 +69,7 @@ def test_a_job_never_seen_is_created_again_after_the_ttl() -> None:
 
 def test_executing_the_same_create_twice_applies_once(kube_client: Any, namespace: str) -> None:
     kube = Kube(kube_client)
-    env = envmod.from_object(
-        {"apiVersion": envmod.API_VERSION, "kind": envmod.KIND,
-         "metadata": {"name": "pr-1", "namespace": namespace, "uid": "u-1"},
-         "spec": {"projectRef": {"name": "app"}, "type": "development"}}
-    )  # fmt: skip
+    env = envmod.from_object(environment("pr-1", namespace, project="app", uid="u-1"))
     counters = act.Counters()
     recent = act.RecentCreates()
     action = create(ns=namespace)

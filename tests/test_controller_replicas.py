@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.catalyst import Catalyst, source_repo, wait
 from tests.gitserver import GitDaemon, RepoRoot
-from tests.test_controller_cluster import Catalyst, ControllerProcess, wait
+from tests.test_controller_cluster import ControllerProcess
 
 
 @pytest.fixture
@@ -65,12 +66,9 @@ def test_only_the_lease_holder_acts_and_the_other_takes_over_when_it_is_killed(
     git_daemon: GitDaemon,
     replicas: list[ControllerProcess],
 ) -> None:
-    repo = git_repos.create("app")
-    repo.write(".devcontainer/devcontainer.json", '{"image": "devjobs.test/busybox:1"}')
-    sha1 = repo.commit("first")
-    catalyst = Catalyst(kube_client, namespace, "devjobs.test/busybox:1")
-    catalyst.create_project(git_daemon.url("app"))
-    catalyst.create_environment(sha1)
+    repo, sha1 = source_repo(git_repos)
+    catalyst = Catalyst(kube_client, namespace)
+    catalyst.create(git_daemon.url("app"), sha1)
     first, second = replicas
     first.start()
     wait(
@@ -101,12 +99,9 @@ def test_only_the_lease_holder_acts_and_the_other_takes_over_when_it_is_killed(
 
     sha2 = repo.commit("second")
     catalyst.set_commit(sha2)
-    moved = wait(
-        "conditions of commit 2, written by replica-b",
-        lambda: (c := catalyst.conditions().get("Job.app.check"))
-        and c["message"].startswith(f"commit {sha2[:7]}") and c,
-        30,
-    )  # fmt: skip
+    moved = catalyst.wait_condition_at(
+        "conditions of commit 2, written by replica-b", "Job.app.check", sha2
+    )
     assert moved["reason"] == "Waiting"
     assert "conditions written" in second.text()
     assert second.stop() == 0, second.text()

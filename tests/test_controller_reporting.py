@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +23,31 @@ from devjobs.controller.decide import Settings, decide
 from devjobs.controller.main import Config, Controller
 from devjobs.controller.observe import observe
 from devjobs.controller.report import Reporting, github_from_env
-from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
+from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 from devjobs.runner.github import GitHubStatuses
 from devjobs.runner.jobstate import JobState, Phase
 from devjobs.runner.kubeapi import Kube, connect
 from devjobs.runner.logstore import read_log_tail
 from devjobs.runner.render import RenderOptions
+from tests.catalyst import Catalyst, environment, job_config, job_plan, wait
 from tests.fake_github import FakeGitHub, fake_github
-from tests.test_controller_cluster import Catalyst, wait
 
 pytestmark = pytest.mark.tier2
 
 SHA = "c0ffee0" + "1" * 33
 TOKEN = "ghs-test-token-5d1f"
+REPOSITORY = "https://github.com/acme/shop"
+
+
+def job(name: str, trigger: Trigger, script: str, image: str, **fields: Any) -> JobConfig:
+    return job_config(name, trigger, "app", script, image, "/workspaces/shop", **fields)
 
 
 def plan(image: str) -> JobPlan:
-    def job(name: str, script: str) -> JobConfig:
-        return JobConfig(name=name, source="app", trigger=Trigger.POST_BUILD,
-                         working_dir="/workspaces/shop", image=image,
-                         command=["sh", "-c", script])  # fmt: skip
-
-    return JobPlan(
-        sources=[SourceInfo(name="app", repository_url="https://github.com/acme/shop")],
-        jobs=[
-            job("check", "echo hello from check; echo second line"),
-            job("lint", "echo lint found 2 problems >&2; exit 3"),
-        ],
+    return job_plan(
+        {"app": REPOSITORY},
+        job("check", Trigger.POST_BUILD, "echo hello from check; echo second line", image),
+        job("lint", Trigger.POST_BUILD, "echo lint found 2 problems >&2; exit 3", image),
     )
 
 
@@ -58,9 +57,26 @@ def github() -> Iterator[FakeGitHub]:
         yield fake
 
 
-def run_controller(
-    kube_api: Any, namespace: str, the_plan: JobPlan, reporting: Reporting
-) -> tuple[Controller, threading.Event, threading.Thread]:
+def reporting(github: FakeGitHub) -> Reporting:
+    """Commit statuses to the fake GitHub with the token it accepts."""
+    return Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+
+
+@pytest.fixture
+def catalyst(
+    kube_client: Any, catalyst_crds: list[str], project_crds: list[str], kube_node: Any,
+    namespace: str,
+) -> Catalyst:  # fmt: skip
+    """Catalyst in the test's namespace, with the node's image; nothing created yet."""
+    return Catalyst(kube_client, namespace, kube_node.test_image)
+
+
+@contextmanager
+def running(
+    kube_api: Any, namespace: str, the_plan: JobPlan, reports: Reporting
+) -> Iterator[Controller]:
+    """The controller of `namespace` on a thread, resolving every Project to `the_plan`;
+    stopped on leaving."""
     config = Config(
         namespaces=(namespace,),
         project_namespace=None,
@@ -68,46 +84,47 @@ def run_controller(
     )
     controller = Controller(
         connect(Path(kube_api.kubeconfig)), config,
-        resolver=lambda project, env, cache: the_plan, reporting=reporting,
+        resolver=lambda project, env, cache: the_plan, reporting=reports,
     )  # fmt: skip
     stop = threading.Event()
     thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
     thread.start()
-    return controller, stop, thread
+    try:
+        yield controller
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def assert_a_restart_posts_nothing(
+    kube_api: Any, namespace: str, the_plan: JobPlan, github: FakeGitHub, pause: float
+) -> None:
+    """A new controller (remembering nothing) reconciles and posts no status again."""
+    before = len(github.statuses)
+    with running(kube_api, namespace, the_plan, reporting(github)) as second:
+        wait("the restarted controller to reconcile", lambda: second.stats.reconciles > 0, 30)
+        time.sleep(pause)  # room for any status it would post
+    assert len(github.statuses) == before, github.statuses[before:]
+    assert second.stats.errors == 0
 
 
 def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
-    kube_api: Any,
-    kube_client: Any,
-    catalyst_crds: list[str],
-    project_crds: list[str],
-    kube_node: Any,
-    namespace: str,
-    github: FakeGitHub,
+    kube_api: Any, kube_client: Any, namespace: str, catalyst: Catalyst, github: FakeGitHub
 ) -> None:
-    image = kube_node.test_image
-    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
-    controller, stop, thread = run_controller(kube_api, namespace, plan(image), reporting)
-    try:
-        catalyst = Catalyst(kube_client, namespace, image)
-        catalyst.create_project("https://github.com/acme/shop")
-        catalyst.create_environment(SHA)
-        build = catalyst.build(SHA)
-        wait("the build", lambda: catalyst.build_done(build), 90)
+    with running(kube_api, namespace, plan(catalyst.image), reporting(github)) as controller:
+        catalyst.create(REPOSITORY, SHA)
+        catalyst.built(SHA)
 
-        conds = wait(
+        conds = catalyst.wait_conditions(
             "both jobs to end",
-            lambda: (
-                (c := catalyst.conditions())
-                and c.get("Job.app.check", {}).get("status") == "True"
-                and c.get("Job.app.lint", {}).get("status") == "False"
-                # Each tail joins its condition once the log is kept, a reconcile after
-                # the job ended: wait for both, not just the one that came first.
-                and "lint found" in c["Job.app.lint"]["message"]
-                and "second line" in c["Job.app.check"]["message"]
-                and c
-            ),
+            {"Job.app.check": "True", "Job.app.lint": "False"},
             90,
+            # Each tail joins its condition once the log is kept, a reconcile after
+            # the job ended: wait for both, not just the one that came first.
+            until=lambda c: (
+                "lint found" in c["Job.app.lint"]["message"]
+                and "second line" in c["Job.app.check"]["message"]
+            ),
         )
         # The condition carries the tail of the job's own output, as `devjobs run` writes it.
         assert "code 3" in conds["Job.app.lint"]["message"]
@@ -155,117 +172,61 @@ def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
             for name, job in catalyst.devjobs_jobs().items()
         }
         assert sorted(posted.values()) == ["failure", "success"], posted
-    finally:
-        stop.set()
-        thread.join(10)
     assert controller.stats.errors == 0
-    before = len(github.statuses)
-    restarted = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
-    second, stop, thread = run_controller(kube_api, namespace, plan(image), restarted)
-    try:
-        wait("the restarted controller to reconcile", lambda: second.stats.reconciles > 0, 30)
-        time.sleep(2)  # room for any status it would post
-    finally:
-        stop.set()
-        thread.join(10)
-    assert len(github.statuses) == before, github.statuses[before:]
-    assert second.stats.errors == 0
+    assert_a_restart_posts_nothing(kube_api, namespace, plan(catalyst.image), github, pause=2)
 
 
 def test_a_github_failure_is_a_warning_event_never_a_job_failure(
     kube_api: Any,
-    kube_client: Any,
-    catalyst_crds: list[str],
-    project_crds: list[str],
-    kube_node: Any,
     namespace: str,
+    catalyst: Catalyst,
     github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    image = kube_node.test_image
-    ok = plan(image)
+    ok = plan(catalyst.image)
     ok = JobPlan(sources=ok.sources, jobs=ok.jobs[:1])  # only `check`, which succeeds
     monkeypatch.setenv("DEVJOBS_GITHUB_TOKEN", "not-the-token")  # GitHub answers 401
     statuses = github_from_env(api_url=github.url)
     assert statuses is not None
-    controller, stop, thread = run_controller(kube_api, namespace, ok, Reporting(github=statuses))
-    try:
-        catalyst = Catalyst(kube_client, namespace, image)
-        catalyst.create_project("https://github.com/acme/shop")
-        catalyst.create_environment(SHA)
-        build = catalyst.build(SHA)
-        wait("the build", lambda: catalyst.build_done(build), 90)
-        conds = wait(
-            "check to succeed",
-            lambda: (
-                (c := catalyst.conditions())
-                and c.get("Job.app.check", {}).get("status") == "True"
-                and c
-            ),
-            90,
-        )
+    with running(kube_api, namespace, ok, Reporting(github=statuses)):
+        catalyst.create(REPOSITORY, SHA)
+        catalyst.built(SHA)
+        conds = catalyst.wait_conditions("check to succeed", {"Job.app.check": "True"}, 90)
         assert conds["JobsSucceeded"]["status"] == "True"
         (event, *_) = wait("a Warning event", lambda: catalyst.events("GitHubStatusFailed"), 30)
         assert event.type == "Warning"
         assert "401" in event.message and "not-the-token" not in event.message
         assert github.statuses == []
-    finally:
-        stop.set()
-        thread.join(10)
 
 
 # --- InitContainer jobs: statuses from the workload's pods, kept on the Deployment -----
 
 
 def init_plan(image: str) -> JobPlan:
-    def job(name: str, trigger: Trigger, script: str, **kwargs: Any) -> JobConfig:
-        return JobConfig(name=name, source="app", trigger=trigger,
-                         working_dir="/workspaces/shop", image=image,
-                         command=["sh", "-c", script], **kwargs)  # fmt: skip
-
-    return JobPlan(
-        sources=[SourceInfo(name="app", repository_url="https://github.com/acme/shop")],
-        jobs=[
-            job("check", Trigger.POST_BUILD, "echo checked"),
-            job("migrate", Trigger.PRE_DEPLOY, "echo migrated", run_as=RunAs.INIT_CONTAINER),
-            job("seed", Trigger.PRE_DEPLOY, "echo seeding; exit 4", run_as=RunAs.INIT_CONTAINER),
-        ],
-    )
+    return job_plan(
+        {"app": REPOSITORY},
+        job("check", Trigger.POST_BUILD, "echo checked", image),
+        job("migrate", Trigger.PRE_DEPLOY, "echo migrated", image, run_as=RunAs.INIT_CONTAINER),
+        job("seed", Trigger.PRE_DEPLOY, "echo seeding; exit 4", image,
+            run_as=RunAs.INIT_CONTAINER),
+    )  # fmt: skip
 
 
 def test_init_container_jobs_post_pending_then_their_result_once_across_a_restart(
-    kube_api: Any,
-    kube_client: Any,
-    catalyst_crds: list[str],
-    project_crds: list[str],
-    kube_node: Any,
-    namespace: str,
-    github: FakeGitHub,
+    kube_api: Any, namespace: str, catalyst: Catalyst, github: FakeGitHub
 ) -> None:
-    image = kube_node.test_image
-    the_plan = init_plan(image)
-    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
-    controller, stop, thread = run_controller(kube_api, namespace, the_plan, reporting)
-    catalyst = Catalyst(kube_client, namespace, image)
-    try:
-        catalyst.create_project("https://github.com/acme/shop")
-        catalyst.create_environment(SHA)
+    the_plan = init_plan(catalyst.image)
+    with running(kube_api, namespace, the_plan, reporting(github)) as controller:
+        catalyst.create(REPOSITORY, SHA)
         # The workload is Ready before the build: the round that adds the init
         # containers must still say pending (that readiness is the old template's).
         catalyst.deploy_web()
         wait("web Ready", lambda: catalyst.apps.read_namespaced_deployment(
             "web", namespace).status.ready_replicas == 1, 60)  # fmt: skip
-        build = catalyst.build(SHA)
-        wait("the build", lambda: catalyst.build_done(build), 90)
-        conds = wait(
+        catalyst.built(SHA)
+        conds = catalyst.wait_conditions(
             "the init container jobs' results",
-            lambda: (
-                (c := catalyst.conditions())
-                and c.get("Job.app.migrate", {}).get("status") == "True"
-                and c.get("Job.app.seed", {}).get("status") == "False"
-                and c.get("Job.app.check", {}).get("status") == "True"
-                and c
-            ),
+            {"Job.app.migrate": "True", "Job.app.seed": "False", "Job.app.check": "True"},
             120,
         )
         assert "code 4" in conds["Job.app.seed"]["message"]
@@ -296,21 +257,8 @@ def test_init_container_jobs_post_pending_then_their_result_once_across_a_restar
             "f:devjobs.dev/github-state.app.migrate": {},
             "f:devjobs.dev/github-state.app.seed": {},
         }}}  # fmt: skip
-    finally:
-        stop.set()
-        thread.join(10)
     assert controller.stats.errors == 0
-    before = len(github.statuses)
-    restarted = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
-    second, stop, thread = run_controller(kube_api, namespace, the_plan, restarted)
-    try:
-        wait("the restarted controller to reconcile", lambda: second.stats.reconciles > 0, 30)
-        time.sleep(3)  # room for any status it would post
-    finally:
-        stop.set()
-        thread.join(10)
-    assert len(github.statuses) == before, github.statuses[before:]
-    assert second.stats.errors == 0
+    assert_a_restart_posts_nothing(kube_api, namespace, the_plan, github, pause=3)
     assert github.violations == []
 
 
@@ -331,13 +279,10 @@ class RecordingKube(Kube):
 def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_result(
     github: FakeGitHub,
 ) -> None:
-    env = {"apiVersion": "catalyst.catalyst.dev/v1alpha1", "kind": "Environment",
-           "metadata": {"name": "pr-1", "namespace": "ns", "uid": "u"},
-           "spec": {"projectRef": {"name": "shop"}, "type": "development",
-                    "sources": [{"name": "app", "branch": "main", "commitSha": SHA}]}}  # fmt: skip
+    env = environment("pr-1", "ns", {"app": SHA}, uid="u")
     web: dict[str, Any] = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {}}
     kube = RecordingKube()
-    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    reports = reporting(github)
 
     def state(phase: Phase) -> JobState:
         return JobState(source="app", job="seed", phase=phase, reason=phase.value,
@@ -346,7 +291,7 @@ def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_
 
     def post(phase: Phase) -> int:
         observed = observe(env, plan=init_plan("busybox:1"), deployment=web)
-        return reporting.post_statuses(kube, observed, {"app/seed": state(phase)})
+        return reports.post_statuses(kube, observed, {"app/seed": state(phase)})
 
     assert [post(Phase.PENDING), post(Phase.PENDING), post(Phase.RUNNING)] == [1, 0, 0]
     assert [post(Phase.FAILED), post(Phase.FAILED)] == [1, 0]
@@ -362,7 +307,7 @@ def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_
     ]
     # A new process reads what was posted from the Deployment and posts nothing again.
     web["metadata"]["annotations"] = {annotation: f"success@{SHA}"}
-    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    reports = reporting(github)
     assert [post(Phase.SUCCEEDED), post(Phase.PENDING)] == [0, 0]
     assert len(github.statuses) == 3
 
@@ -371,10 +316,7 @@ def test_a_pending_init_container_job_of_a_left_commit_is_posted_as_error_first(
     github: FakeGitHub,
 ) -> None:
     new = "b" * 40
-    env = {"apiVersion": "catalyst.catalyst.dev/v1alpha1", "kind": "Environment",
-           "metadata": {"name": "pr-1", "namespace": "ns", "uid": "u"},
-           "spec": {"projectRef": {"name": "shop"}, "type": "development",
-                    "sources": [{"name": "app", "branch": "main", "commitSha": new}]}}  # fmt: skip
+    env = environment("pr-1", "ns", {"app": new}, uid="u")
     annotation = "devjobs.dev/github-state.app.seed"
     web: dict[str, Any] = {
         "metadata": {
@@ -385,14 +327,13 @@ def test_a_pending_init_container_job_of_a_left_commit_is_posted_as_error_first(
         "spec": {},
     }
     kube = RecordingKube()
-    reporting = Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
     observed = observe(env, plan=init_plan("busybox:1"), deployment=web)
     decision = decide(observed)
     pending_new = JobState(source="app", job="seed", phase=Phase.PENDING, reason="Waiting",
                            exit_code=None, started=None, finished=None, message="",
                            commit=new, job_name=None)  # fmt: skip
-    made = reporting.post_statuses(kube, observed, {"app/seed": pending_new},
-                                   decision.init_cancelled)  # fmt: skip
+    made = reporting(github).post_statuses(kube, observed, {"app/seed": pending_new},
+                                           decision.init_cancelled)  # fmt: skip
     assert made == 2
     assert [(s["sha"], s["state"]) for s in github.statuses] == [(SHA, "error"), (new, "pending")]
     assert github.statuses[0]["description"].startswith("Cancelled: superseded by commit bbbbbbb")
