@@ -374,6 +374,19 @@ class Catalyst:
         self.set_phase("Building")
 
     def set_phase(self, phase: str) -> None:
+        self._update_status(lambda status: status.update(phase=phase))
+
+    def set_condition(self, condition: Mapping[str, Any]) -> None:
+        """Catalyst's own condition, set by type among the conditions it read (as
+        controller-runtime's SetStatusCondition does): devjobs' stay."""
+
+        def change(status: dict[str, Any]) -> None:
+            others = [c for c in status.get("conditions") or [] if c["type"] != condition["type"]]
+            status["conditions"] = [*others, dict(condition)]
+
+        self._update_status(change)
+
+    def _update_status(self, change: Callable[[dict[str, Any]], None]) -> None:
         """As Catalyst does: an update of the whole status, resourceVersion checked, read
         again and retried when devjobs wrote its conditions in between (409 Conflict)."""
         from kubernetes.client.exceptions import ApiException
@@ -381,7 +394,7 @@ class Catalyst:
         for attempt in range(10):
             env = self.env()
             status = env.get("status") or {}
-            status["phase"] = phase
+            change(status)
             env["status"] = status
             try:
                 self.custom.replace_namespaced_custom_object_status(

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalyst import Catalyst, source_repo, wait
+from tests.catalyst import Catalyst, ready_condition, source_repo, wait
 from tests.gitserver import GitDaemon, RepoRoot
 
 pytestmark = pytest.mark.tier2
@@ -93,6 +93,7 @@ def test_jobs_run_by_themselves_through_the_lifecycle_and_survive_a_restart(
     repo, sha1 = source_repo(git_repos)
     catalyst = Catalyst(kube_client, namespace, kube_node.test_image)
     catalyst.create(git_daemon.url("app"), sha1)
+    catalyst.set_condition(ready_condition())  # Catalyst's own: devjobs must leave it be
     ctl = controller()
 
     # Waiting for the build: conditions say so, no Job is created.
@@ -151,5 +152,7 @@ def test_jobs_run_by_themselves_through_the_lifecycle_and_survive_a_restart(
     )  # fmt: skip
     check_cond = catalyst.wait_condition_at("the new commit's conditions", "Job.app.check", sha2)
     assert check_cond["status"] == "Unknown" and check_cond["reason"] == "Waiting"
-    assert catalyst.conditions()["Ready"]["status"] if "Ready" in catalyst.conditions() else True
+    # Through every write, the restart and the new commit, Catalyst's condition stayed.
+    ready = catalyst.conditions()["Ready"]
+    assert {k: ready[k] for k in ready_condition()} == ready_condition()
     assert ctl.stop() == 0, ctl.text()
