@@ -7,7 +7,9 @@ Reference: devcontainer read-configuration --workspace-folder DIR --docker-path 
            with no containers, so no Docker engine is involved.)
 
 Each workspace is a corpus case copied outside any git repository (as the corpus
-README asks) plus one synthetic 900 KB config. Runs alternate between the two tools;
+README asks), plus one synthetic 900 KB config and this repository's `examples/app`,
+whose `customizations.devjobs.jobs` makes devjobs validate a job definition (with
+pydantic: the one row that imports it). Runs alternate between the two tools;
 the figure is the ratio of median wall times (goal: <= 1.0). A second table compares
 the JSONC parser in-process with the `json5` package on the same files.
 
@@ -101,6 +103,13 @@ def copy_case(case: str, into: Path) -> Path:
     return workspace
 
 
+def example_app(into: Path) -> Path:
+    """examples/app outside this git repository (devjobs would ask git for its origin)."""
+    workspace = into / "examples__app"
+    shutil.copytree(REPO / "examples" / "app", workspace)
+    return workspace
+
+
 def synthetic_big(into: Path) -> Path:
     """A 900 KB config: many commented settings, tasks, trailing commas."""
     workspace = into / "synthetic-900k"
@@ -173,6 +182,7 @@ def main() -> int:
         noop.chmod(0o755)
         workspaces = [copy_case(case, root / "ws") for case in CASES]
         workspaces.append(synthetic_big(root / "ws"))
+        workspaces.append(example_app(root / "ws"))
         print(f"devjobs: {' '.join(ours_command)} plan --target local --source app=DIR -o json")
         print(f"reference: node devcontainer.js read-configuration ({REFERENCE_VERSION})")
         print(f"{args.runs} runs each, alternating; median wall time\n")

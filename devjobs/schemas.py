@@ -78,6 +78,10 @@ def schema_of(cls: type, *, mode: JsonSchemaMode = "validation") -> dict[str, An
         described = DESCRIBED.get(node.get("title", ""))
         if described is None:
             continue
+        if dataclasses.is_dataclass(described):
+            for internal in dataclasses.fields(described):
+                if internal.metadata.get("internal"):
+                    node.get("properties", {}).pop(wire_name(internal.name), None)
         docs = attribute_docstrings(described)
         for name, wire in _wire_names(described).items():
             prop = node.get("properties", {}).get(wire)

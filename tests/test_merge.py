@@ -43,7 +43,7 @@ DEFAULTS = SourceDefaults("/workspaces/app", ["post-create"], "node:22")
 def cr(index: int, **fields: object) -> ProjectJob:
     pointer = f"/spec/sources/0/jobs/{index}"
     return ProjectJob(
-        spec=JobSpec.model_validate(fields),
+        spec=JobSpec.read(fields),
         origin=Origin(kind="project", file="project.yaml", pointer=pointer),
         where=lambda field: f"project.yaml:{index + 10}:7: {pointer}/{field}",
     )

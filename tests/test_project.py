@@ -109,7 +109,7 @@ spec:
             ":16:14: spec.sources[0].jobs[0].runAs",
             "must be one of",
         ),
-        ("    jobs: {name: t}\n", ":14:11: spec.sources[0].jobs", "valid list"),
+        ("    jobs: {name: t}\n", ":14:11: spec.sources[0].jobs", "must be a list"),
         (
             "    jobs:\n    - name: t\n      env: {'BAD-NAME': x}\n",
             ":16:12: spec.sources[0].jobs[0].env",

@@ -15,11 +15,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver import jsonc
 from devjobs.resolver.discovery import find_config, read_checkout_file
+from devjobs.resolver.fields import InvalidField
+from devjobs.resolver.jobspec import JobSpec
 from devjobs.resolver.jsonc import Document, JsonPath
 from devjobs.resolver.lifecycle import (
     SETUP_COMMANDS,
@@ -31,9 +33,6 @@ from devjobs.resolver.lifecycle import (
 from devjobs.resolver.models import JobConfig, RunAs, SkippedItem, Trigger
 from devjobs.resolver.names import is_valid_name, normalise_name
 from devjobs.resolver.variables import Variables
-
-if TYPE_CHECKING:
-    from devjobs.resolver.jobspec import JobSpec
 
 Target = Literal["local", "cluster"]
 
@@ -382,19 +381,12 @@ class _Reader:
             raise DevjobsError(
                 self.place([*path, "name"]), "the job's name is its key; remove `name`"
             )
-        # pydantic is imported only for configs that define jobs (bench/README.md).
-        from pydantic import ValidationError
-
-        from devjobs.resolver.jobspec import JobSpec
-
         try:
-            return JobSpec.model_validate({**definition, "name": key})
-        except ValidationError as error:
-            detail = error.errors()[0]
-            at = _existing_prefix(definition, detail["loc"])
-            field = ".".join(str(part) for part in at) or "job"
-            message = detail["msg"]
-            raise DevjobsError(self.place([*path, *at]), f"{field}: {message}") from None
+            return JobSpec.read({**definition, "name": key})
+        except InvalidField as error:
+            at = _existing_prefix(definition, error.path)
+            field = ".".join(str(part) for part in error.path) or "job"
+            raise DevjobsError(self.place([*path, *at]), f"{field}: {error.message}") from None
 
     def _custom_job(
         self,
@@ -444,7 +436,8 @@ class _Reader:
 
 
 def _existing_prefix(value: object, loc: tuple[int | str, ...]) -> list[str | int]:
-    """The longest prefix of a pydantic error location that exists in `value`."""
+    """The longest prefix of an error's path that exists in `value` (a missing field's
+    place is its parent's)."""
     found: list[str | int] = []
     for part in loc:
         in_object = isinstance(value, dict) and isinstance(part, str) and part in value

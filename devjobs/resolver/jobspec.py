@@ -1,50 +1,42 @@
 """A job as a user writes it: `spec.sources[i].jobs[]` of a Project CR, or
 `customizations.devjobs.jobs` of devcontainer.json.
 
-This is untrusted input, so it is validated with pydantic, whose errors
-`devjobs.resolver.project` and `devjobs.resolver.devcontainer` turn into
-`file:line:col: field: message`. Importing this module imports pydantic (~60 ms), so
-the resolver imports it only when a plan has such jobs to read; the plan's own models
-(`devjobs.resolver.models`) do not need it.
+This is untrusted input, read strictly by `JobSpec.read` (see `devjobs.resolver.fields`);
+its errors carry the path of the offending value, which `devjobs.resolver.project` and
+`devjobs.resolver.devcontainer` turn into `file:line:col: field: message`. The class is
+also the source of the job's JSON Schema and of the Project CRD's `jobs` (pydantic reads
+it in `devjobs.schemas`, as it reads the plan's models); tests/test_fields_contract.py
+checks the reader against that schema.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field, fields
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
-
-from devjobs.resolver.models import RunAs, Trigger
-
-Argv = Annotated[list[str], Field(min_length=1)]
-"""A command as an exec argv: the first item is the program."""
+from devjobs.resolver.fields import FieldPath, Fields, InvalidField, string, string_list
+from devjobs.resolver.models import INTERNAL, WIRE_CONFIG, Argv, RunAs, Schema, Trigger, wire_name
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 """What a POSIX shell (and Kubernetes' EnvVar validation in practice) accepts as a name."""
 
+Command = Argv | str | dict[str, Argv | str]
 
-class JobSpec(BaseModel):
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
     """A job as written by a user: in `spec.sources[i].jobs[]` of a Project CR, or in
     `customizations.devjobs.jobs` of devcontainer.json. Every field but `name` is
-    optional, so a spec can override just what it sets (see `model_fields_set`)."""
+    optional, so a spec can override just what it sets (see `given`)."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        # Attribute docstrings become schema descriptions in devjobs.schemas, which
-        # reads them itself: pydantic's own extraction costs every start ~10 ms.
-        defer_build=True,
-    )
+    __pydantic_config__ = WIRE_CONFIG
 
-    name: str = Field(min_length=1)
+    name: Annotated[str, Schema((("minLength", 1),))]
     """The job's name; a job of the devcontainer with this name is overridden."""
     trigger: Trigger | None = None
     """When it runs: PostBuild, PreDeploy (blocking), PostDeploy or Manual (default)."""
-    command: Argv | str | dict[str, Argv | str] | None = None
+    command: Command | None = None
     """An argv list (exec, no shell); in files also a shell string, or an object whose
     entries run in parallel, as in devcontainer.json."""
     image: str | None = None
@@ -54,9 +46,9 @@ class JobSpec(BaseModel):
     """Environment variables, overlaid on the devcontainer's."""
     working_dir: str | None = None
     """Default: the devcontainer's workspaceFolder, else /workspaces/<repository name>."""
-    timeout_seconds: int | None = Field(default=None, gt=0)
+    timeout_seconds: Annotated[int, Schema((("exclusiveMinimum", 0),))] | None = None
     """The job fails when it runs longer (activeDeadlineSeconds)."""
-    retries: int | None = Field(default=None, ge=0)
+    retries: Annotated[int, Schema((("minimum", 0),))] | None = None
     """Attempts after the first failure (backoffLimit); default 0."""
     run_as: RunAs | None = None
     """Job (default), or InitContainer of the environment's workload (PreDeploy only)."""
@@ -65,29 +57,67 @@ class JobSpec(BaseModel):
     setup: bool | None = None
     """Whether the devcontainer's setup steps (onCreateCommand, ...) run first. Default:
     yes for jobs in the devcontainer's image, no for others."""
+    given: frozenset[str] = field(default=frozenset(), metadata=INTERNAL)
+    """The attributes the user wrote (null included): what an override overrides."""
 
-    @field_validator("command")
     @classmethod
-    def _command_does_something(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("command must not be empty")
-        if isinstance(value, list) and not value[0]:
-            raise ValueError("the program (first item) must not be empty")
-        if isinstance(value, dict) and not value:
-            raise ValueError("a parallel command needs at least one entry")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env_names_are_valid(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for name in value or {}:
+    def read(cls, value: object, path: FieldPath = ()) -> JobSpec:
+        """Check and convert a job object; raises InvalidField at the offending value."""
+        fields = Fields(value, path, ATTRIBUTES)
+        env = fields.string_map("env")
+        for name in env or {}:
             if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-        return value
+                raise InvalidField(
+                    fields.at("env"), f"{name!r} is not a valid environment variable name"
+                )
+        working_dir = fields.string("workingDir")
+        if working_dir is not None and not working_dir.startswith("/"):
+            raise InvalidField(
+                fields.at("workingDir"), f"workingDir must be an absolute path, not {working_dir!r}"
+            )
+        return cls(
+            name=fields.required_string("name"),
+            trigger=fields.choice("trigger", Trigger),
+            command=_command(fields.raw("command"), fields.at("command")),
+            image=fields.string("image"),
+            env=env,
+            working_dir=working_dir,
+            timeout_seconds=fields.integer("timeoutSeconds", 0, exclusive=True),
+            retries=fields.integer("retries", 0),
+            run_as=fields.choice("runAs", RunAs),
+            enabled=fields.flag("enabled", True),
+            setup=fields.boolean("setup"),
+            given=frozenset(ATTRIBUTES[key] for key in fields.given),
+        )
 
-    @field_validator("working_dir")
-    @classmethod
-    def _working_dir_is_absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"workingDir must be an absolute path, not {value!r}")
+
+ATTRIBUTES = {wire_name(f.name): f.name for f in fields(JobSpec) if not f.metadata.get("internal")}
+"""A job's fields: wire name (`workingDir`) -> attribute name (`working_dir`)."""
+
+
+def _command(value: object, path: FieldPath) -> Command | None:
+    """One of the three devcontainer command forms, each doing something."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            raise InvalidField(path, "command must not be empty")
         return value
+    if isinstance(value, list):
+        argv = string_list(value, path, min_items=1)
+        if not argv[0]:
+            raise InvalidField((*path, 0), "the program (first item) must not be empty")
+        return argv
+    if isinstance(value, dict):
+        if not value:
+            raise InvalidField(path, "a parallel command needs at least one entry")
+        entries: dict[str, Argv | str] = {}
+        for key, entry in value.items():
+            at = (*path, str(key))
+            entries[str(key)] = (
+                string_list(entry, at, min_items=1)
+                if isinstance(entry, list)
+                else string(entry, at)
+            )
+        return entries
+    raise InvalidField(path, "must be a string, a list of strings or an object")

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from devjobs.errors import DevjobsError
+from devjobs.resolver.jobspec import JobSpec
 from devjobs.resolver.lifecycle import SETUP_COMMANDS, CommandReader
 from devjobs.resolver.models import InvalidJob, JobConfig, Origin, RunAs, SkippedItem, Trigger
 from devjobs.resolver.names import normalise_name
-
-if TYPE_CHECKING:
-    from devjobs.resolver.jobspec import JobSpec
 
 SETUP_JOBS = tuple(name for _, name in SETUP_COMMANDS)
 """The devcontainer's setup steps as job names: `on-create`, `update-content`, `post-create`."""
@@ -111,10 +109,6 @@ def merge_source(
     return Merged(list(jobs.values()), skipped, warnings)
 
 
-def _fields(spec: JobSpec) -> set[str]:
-    return set(spec.model_fields_set)
-
-
 def _build(values: dict[str, Any], where: Callable[[str], str]) -> JobConfig:
     try:
         return JobConfig(**values)
@@ -126,7 +120,7 @@ def _override(
     base: JobConfig, spec: JobSpec, project_job: ProjectJob, defaults: SourceDefaults
 ) -> JobConfig:
     values = {f.name: getattr(base, f.name) for f in fields(base)}
-    given = _fields(spec)
+    given = spec.given
     if "command" in given and spec.command is not None:
         values["command"], values["parallel"] = to_command(spec.command, project_job.where)
     for name in ("trigger", "working_dir", "timeout_seconds", "retries", "run_as"):

@@ -5,12 +5,12 @@ everything that runs jobs (the Kubernetes runner, the local runner, the controll
 consumes only these models. Field names serialise in camelCase, as in Kubernetes.
 
 They are frozen stdlib dataclasses, not pydantic models: only devjobs' own code builds
-them (user input is validated on the way in, by `devjobs.resolver.jobspec` and
-`devjobs.resolver.project`), and importing pydantic would double the start-up time of
-`devjobs plan` (bench/README.md). Pydantic still reads them: `devjobs.schemas`
+them (user input is checked on the way in, by `devjobs.resolver.jobspec` and
+`devjobs.resolver.project`), and importing pydantic would more than double the start-up
+time of `devjobs plan` (bench/README.md). Pydantic still reads them: `devjobs.schemas`
 generates `schemas/jobplan.schema.json` from these classes, honouring
 `__pydantic_config__` and the `Schema` annotations, and a test checks every corpus plan
-against that schema. Invariants that pydantic would check are in `__post_init__`.
+against that schema. Invariants that the schema cannot say are in `__post_init__`.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class InvalidJob(ValueError):
 
 OMIT_IF_NONE = {"omit_if_none": True}
 """Field metadata: a None value is left out of the wire form rather than sent as null."""
+INTERNAL = {"internal": True}
+"""Field metadata: bookkeeping of devjobs', never on the wire nor in a schema."""
 
 
 def wire_value(value: Any) -> Any:
@@ -93,7 +95,8 @@ def wire_value(value: Any) -> Any:
         return {
             wire_name(f.name): wire_value(item)
             for f in fields(value)
-            if (item := getattr(value, f.name)) is not None or not f.metadata.get("omit_if_none")
+            if not f.metadata.get("internal")
+            and ((item := getattr(value, f.name)) is not None or not f.metadata.get("omit_if_none"))
         }
     if isinstance(value, list | tuple):
         return [wire_value(item) for item in value]

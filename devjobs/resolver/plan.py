@@ -8,17 +8,15 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.devcontainer import read_devcontainer
+from devjobs.resolver.environment import Environment
 from devjobs.resolver.merge import SETUP_JOBS, ProjectJob, SourceDefaults, merge_source
 from devjobs.resolver.models import JobConfig, JobPlan, Origin, SkippedItem, SourceInfo, wire_name
+from devjobs.resolver.project import Project, ProjectSource, read_resources
 from devjobs.resolver.urls import check_url, redact, repo_basename
-
-if TYPE_CHECKING:
-    from devjobs.resolver.environment import Environment
-    from devjobs.resolver.project import Project, ProjectSource
 
 Target = Literal["local", "cluster"]
 
@@ -72,7 +70,13 @@ class _Source:
 
 def resolve(request: PlanRequest) -> ResolvedPlan:
     """The whole resolution; raises DevjobsError with a place for any invalid input."""
-    project, environment = _read_resources(request)
+    resources = read_resources(
+        request.project_file,
+        request.environment_file,
+        project_object=request.project_object,
+        environment_object=request.environment_object,
+    )
+    project, environment = resources.project, resources.environment
     if project is None and not request.sources:
         raise DevjobsError("", "nothing to plan: give a Project file or --source NAME=DIR")
     if environment is not None and project is not None:
@@ -134,28 +138,6 @@ def resolve(request: PlanRequest) -> ResolvedPlan:
         )
     plan = JobPlan(sources=infos, jobs=jobs, skipped=skipped, warnings=warnings)
     return ResolvedPlan(plan, checkouts)
-
-
-def _read_resources(request: PlanRequest) -> tuple[Project | None, Environment | None]:
-    """The Project and Environment, if any were given. Their reader validates with
-    pydantic, so it is imported only then: a plan of `--source` directories alone
-    starts twice as fast without it (bench/README.md)."""
-    if (
-        request.project_file is None
-        and request.environment_file is None
-        and request.project_object is None
-        and request.environment_object is None
-    ):
-        return None, None
-    from devjobs.resolver.project import read_resources
-
-    resources = read_resources(
-        request.project_file,
-        request.environment_file,
-        project_object=request.project_object,
-        environment_object=request.environment_object,
-    )
-    return resources.project, resources.environment
 
 
 def _check_environment(project: Project, environment: Environment) -> None:

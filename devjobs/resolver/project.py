@@ -3,42 +3,70 @@ Environment, read by `devjobs.resolver.environment`) among files or API objects.
 
 A Project is Catalyst's (`catalyst.catalyst.dev/v1alpha1`) plus, per source, `jobs`
 and `devcontainer`; everything else in it is Catalyst's business and passes untouched.
-It is validated here with pydantic (its jobs are untrusted input), and every error names
-`file:line:col: field.path`.
+It is untrusted input, read strictly (`devjobs.resolver.fields`, as the CRD's schema
+says), and every error names `file:line:col: field.path`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.documents import Document, escape_token, load_documents, object_document
 from devjobs.resolver.environment import API_VERSION, Environment, parse_environment
+from devjobs.resolver.fields import FieldPath, Fields, InvalidField
 from devjobs.resolver.jobspec import JobSpec
+from devjobs.resolver.models import WIRE_CONFIG
 
 
-class DevcontainerRef(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class DevcontainerRef:
     """`spec.sources[i].devcontainer`: which config to read, or none at all."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    __pydantic_config__ = WIRE_CONFIG
+
     path: str | None = None
     enabled: bool = True
 
+    @classmethod
+    def read(cls, value: object, path: FieldPath) -> DevcontainerRef:
+        if value is None:
+            return cls()
+        fields = Fields(value, path, ("path", "enabled"))
+        return cls(path=fields.string("path"), enabled=fields.flag("enabled", True))
 
-class ProjectSource(BaseModel):
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectSource:
     """`spec.sources[i]`: Catalyst's three fields plus devjobs' two."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
-    name: str = Field(min_length=1)
-    repository_url: str = Field(alias="repositoryUrl", min_length=1)
-    branch: str = Field(min_length=1)
-    jobs: list[JobSpec] = Field(default_factory=list)
-    devcontainer: DevcontainerRef = Field(default_factory=DevcontainerRef)
+    name: str
+    repository_url: str
+    branch: str
+    jobs: list[JobSpec] = field(default_factory=list)
+    devcontainer: DevcontainerRef = field(default_factory=DevcontainerRef)
+
+    @classmethod
+    def read(cls, value: object, path: FieldPath) -> ProjectSource:
+        fields = Fields(value, path, ("name", "repositoryUrl", "branch", "jobs", "devcontainer"))
+        raw_jobs = fields.raw("jobs")
+        if raw_jobs is not None and not isinstance(raw_jobs, list):
+            raise InvalidField(fields.at("jobs"), "must be a list")
+        return cls(
+            name=fields.required_string("name"),
+            repository_url=fields.required_string("repositoryUrl"),
+            branch=fields.required_string("branch"),
+            jobs=[
+                JobSpec.read(job, (*fields.at("jobs"), index))
+                for index, job in enumerate(raw_jobs or [])
+            ],
+            devcontainer=DevcontainerRef.read(
+                fields.raw("devcontainer"), fields.at("devcontainer")
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -52,27 +80,10 @@ class Project:
         return f"/spec/sources/{index}"
 
 
-def _validation_place(document: Document, base: str, error: ValidationError) -> DevjobsError:
-    """Turn pydantic's first error into `file:line:col: field.path: message`."""
-    first = error.errors()[0]
-    pointer = base + "".join(
-        f"/{escape_token(str(part))}" for part in first["loc"] if not _is_union_tag(part)
-    )
-    message = first["msg"]
-    at_key = first["type"] == "extra_forbidden"
-    if at_key:
-        message = "unknown field"
-    elif first["type"] == "missing":
-        message = "required field is missing"
-    elif first["type"] == "enum":
-        expected = first.get("ctx", {}).get("expected", "")
-        message = f"must be one of {expected}" if expected else message
-    return DevjobsError(document.where(pointer, at_key=at_key), message)
-
-
-def _is_union_tag(part: str | int) -> bool:
-    """Pydantic adds the union member's type (e.g. `list[str]`) to error locations."""
-    return isinstance(part, str) and ("[" in part or part in {"str", "int", "bool"})
+def _invalid(document: Document, base: str, error: InvalidField) -> DevjobsError:
+    """`file:line:col: field.path: message` of a field of the document below `base`."""
+    pointer = base + "".join(f"/{escape_token(str(part))}" for part in error.path)
+    return DevjobsError(document.where(pointer, at_key=error.at_key), error.message)
 
 
 def _mapping(document: Document, pointer: str, value: Any) -> dict[str, Any]:
@@ -100,11 +111,10 @@ def parse_project(document: Document) -> Project:
     seen: set[str] = set()
     for index, raw in enumerate(raw_sources):
         pointer = f"/spec/sources/{index}"
-        _mapping(document, pointer, raw)
         try:
-            source = ProjectSource.model_validate(raw)
-        except ValidationError as error:
-            raise _validation_place(document, pointer, error) from None
+            source = ProjectSource.read(raw, ())
+        except InvalidField as error:
+            raise _invalid(document, pointer, error) from None
         if source.name in seen:
             raise DevjobsError(
                 document.where(f"{pointer}/name"), f"duplicate source name {source.name!r}"

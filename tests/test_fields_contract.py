@@ -1,0 +1,133 @@
+"""The hand-written readers of untrusted jobs (`JobSpec.read`, `DevcontainerRef.read`)
+against the JSON Schemas pydantic generates from the same classes (what editors and the
+Project CRD enforce): random objects, and whatever the schema refuses the reader
+refuses too; whatever the reader accepts the schema accepts. The reader may refuse
+more only for its documented extra rules (a command that does nothing, a relative
+workingDir, an invalid variable name), which the schema cannot say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devjobs.resolver.fields import InvalidField
+from devjobs.resolver.jobspec import ATTRIBUTES, JobSpec
+from devjobs.resolver.project import DevcontainerRef
+from devjobs.schemas import schema_of
+
+EXTRA_RULES = (
+    "is not a valid environment variable name",
+    "must be an absolute path",
+    "command must not be empty",
+    "the program (first item) must not be empty",
+    "a parallel command needs at least one entry",
+)
+
+WORDS = st.sampled_from(
+    ["", " ", "x", "/abs", "rel/dir", "Manual", "PostBuild", "PreDeploy", "PostDeploy",
+     "Job", "InitContainer", "BAD-NAME", "GOOD_NAME", "true", "30"]
+)  # fmt: skip
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.just(2**40), st.just(0.5), WORDS
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(WORDS, inner, max_size=3)),
+    max_leaves=6,
+)
+
+
+TEXT = st.one_of(WORDS, st.text(max_size=4))
+PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
+    "name": TEXT,
+    "trigger": st.one_of(st.none(), st.sampled_from(["PostBuild", "Manual", "Sometimes"])),
+    "runAs": st.one_of(st.none(), st.sampled_from(["Job", "InitContainer", "Sidecar"])),
+    "command": st.one_of(
+        st.none(),
+        TEXT,
+        st.lists(TEXT, max_size=3),
+        st.dictionaries(TEXT, st.one_of(TEXT, st.lists(TEXT, max_size=2)), max_size=2),
+    ),
+    "image": st.one_of(st.none(), TEXT),
+    "env": st.one_of(
+        st.none(), st.dictionaries(st.sampled_from(["A", "B-C", "_x", ""]), TEXT, max_size=2)
+    ),
+    "workingDir": st.one_of(st.none(), st.sampled_from(["/w", "rel", ""])),
+    "timeoutSeconds": st.one_of(st.none(), st.integers(-2, 3)),
+    "retries": st.one_of(st.none(), st.integers(-2, 3)),
+    "enabled": st.one_of(st.none(), st.booleans()),
+    "setup": st.one_of(st.none(), st.booleans()),
+    "path": st.one_of(st.none(), TEXT),
+}
+"""Per field: mostly well-typed values, valid or just outside the rules."""
+
+
+def objects(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects with some of `keys`, usually with a plausible value, sometimes any JSON
+    value; now and then a misspelt field."""
+    # A job without a name is refused at once: give it one (its value may still be bad).
+    required = {key: PLAUSIBLE[key] for key in keys if key == "name"}
+    optional = {
+        key: st.one_of(PLAUSIBLE[key], PLAUSIBLE[key], VALUES)
+        for key in keys
+        if key not in required
+    }
+    fields = st.fixed_dictionaries(required, optional=optional)
+    typo = st.dictionaries(st.sampled_from(["comand", "Name"]), VALUES, max_size=1)
+    return st.one_of(fields, fields, fields, st.builds(lambda a, b: {**a, **b}, fields, typo))
+
+
+def check(reader: Any, schema: dict[str, Any], value: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    schema_ok = validator.is_valid(value)
+    try:
+        reader(value)
+    except InvalidField as error:
+        assert (
+            not schema_ok
+            or error.message.endswith(EXTRA_RULES)
+            or any(rule in error.message for rule in EXTRA_RULES)
+        ), (value, error.path, error.message)
+    else:
+        assert schema_ok, (value, list(validator.iter_errors(value))[:1])
+
+
+JOB_SCHEMA = schema_of(JobSpec)
+REF_SCHEMA = schema_of(DevcontainerRef)
+
+
+@settings(max_examples=1500)
+@given(objects(list(ATTRIBUTES)))
+def test_job_reader_refuses_whatever_the_job_schema_refuses(value: dict[str, Any]) -> None:
+    check(JobSpec.read, JOB_SCHEMA, value)
+
+
+@settings(max_examples=300)
+@given(objects(["path", "enabled"]))
+def test_devcontainer_ref_reader_agrees_with_its_schema(value: dict[str, Any]) -> None:
+    check(lambda raw: DevcontainerRef.read(raw, ()), REF_SCHEMA, value)
+
+
+def test_given_fields_are_what_an_override_overrides() -> None:
+    spec = JobSpec.read({"name": "t", "image": None, "workingDir": "/w"})
+    assert spec.given == {"name", "image", "working_dir"}
+    assert (spec.image, spec.working_dir, spec.enabled) == (None, "/w", True)
+
+
+def test_values_are_not_coerced() -> None:
+    for field, value, message in [
+        ("timeoutSeconds", "30", "must be a whole number, not a string"),
+        ("timeoutSeconds", True, "must be a whole number, not a boolean"),
+        ("enabled", "true", "must be true or false, not a string"),
+        ("enabled", None, "must be true or false, not null"),
+        ("env", {"A": 1}, "must be a string, not a number"),
+    ]:
+        try:
+            JobSpec.read({"name": "t", field: value})
+        except InvalidField as error:
+            assert error.message == message
+        else:
+            raise AssertionError(f"{field}: {value!r} was accepted")
