@@ -95,7 +95,7 @@ def test_an_api_object_is_read_by_the_same_reader_with_its_name_as_the_place() -
         ({"spec": {"type": "development"}}, "spec.projectRef: required field is missing"),
         (
             {"spec": {"projectRef": {"name": "shop"}, "type": "x", "sources": [{"name": 3}]}},
-            "spec.sources[0].name: must be a string, not int",
+            "spec.sources[0].name: must be a string, not a number",
         ),
     ],
 )

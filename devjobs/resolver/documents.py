@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devjobs.errors import DevjobsError
+from devjobs.resolver.fields import InvalidField
 
 if TYPE_CHECKING:
     import yaml
@@ -53,6 +54,11 @@ class Document:
         if not pointer:
             return self.place("")
         return f"{self.place(pointer, at_key=at_key)}: {pointer_to_path(pointer)}"
+
+    def invalid(self, error: InvalidField, base: str = "") -> DevjobsError:
+        """`file:line:col: field.path: message` of a field error below pointer `base`."""
+        pointer = base + "".join(f"/{escape_token(str(part))}" for part in error.path)
+        return DevjobsError(self.where(pointer, at_key=error.at_key), error.message)
 
 
 def object_document(value: Mapping[str, Any]) -> Document:

@@ -24,6 +24,7 @@ from typing import Any, overload
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.documents import Document, load_documents, object_document
+from devjobs.resolver.fields import Fields, InvalidField
 
 GROUP = "catalyst.catalyst.dev"
 VERSION = "v1alpha1"
@@ -117,54 +118,52 @@ def parse_ref(text: str, place: str = "--environment") -> tuple[str, str]:
 def parse_environment(document: Document, *, pins_only: bool = False) -> Environment:
     """Check and convert one Environment document (its kind already known).
     `pins_only`: the caller needs only the name and the sources' pins (a plan)."""
-    read = _Reader(document)
-    needed = not pins_only
-    value = read.mapping("", document.value)
-    if value.get("apiVersion") != API_VERSION:
-        raise DevjobsError(
-            document.where("/apiVersion"),
+    try:
+        return _read(document, pins_only)
+    except InvalidField as error:
+        raise document.invalid(error) from None
+
+
+def _read(document: Document, pins_only: bool) -> Environment:
+    environment = Fields(document.value, (), None)
+    if environment.raw("apiVersion") != API_VERSION:
+        raise InvalidField(
+            ("apiVersion",),
             f"Environment must have apiVersion {API_VERSION}, "
-            f"not {value.get('apiVersion') or 'none'!r}",
+            f"not {environment.raw('apiVersion') or 'none'!r}",
         )
-    metadata = read.mapping("/metadata", value.get("metadata"))
-    generation = metadata.get("generation", 0)
-    if not isinstance(generation, int) or isinstance(generation, bool):
-        raise DevjobsError(document.where("/metadata/generation"), "must be an integer")
-    spec = read.mapping("/spec", value.get("spec"))
-    project_ref = read.mapping(
-        "/spec/projectRef", spec.get("projectRef") or ({} if pins_only else None)
-    )
-    raw_sources = spec.get("sources") or []
-    if not isinstance(raw_sources, list):
-        raise DevjobsError(document.where("/spec/sources"), "must be a list")
+    metadata = environment.mapping("metadata")
+    spec = environment.mapping("spec")
+    if pins_only and spec.raw("projectRef") is None:
+        project = ""
+    else:
+        project = spec.mapping("projectRef").required_string("name")
     sources: list[EnvironmentSource] = []
-    for index, raw in enumerate(raw_sources):
-        pointer = f"/spec/sources/{index}"
-        item = read.mapping(pointer, raw)
-        name = read.string(f"{pointer}/name", item, "name")
-        if any(source.name == name for source in sources):
-            raise DevjobsError(document.where(f"{pointer}/name"), f"duplicate source {name!r}")
-        pr_number = item.get("prNumber")
-        if pr_number is not None and (
-            not isinstance(pr_number, int) or isinstance(pr_number, bool)
-        ):
-            raise DevjobsError(document.where(f"{pointer}/prNumber"), "must be an integer")
+    for index, raw in enumerate(spec.array("sources")):
+        source = Fields(raw, (*spec.at("sources"), index), None)
+        name = source.required_string("name")
+        if any(known.name == name for known in sources):
+            raise InvalidField(source.at("name"), f"duplicate source {name!r}")
         sources.append(
             EnvironmentSource(
                 name=name,
-                branch=read.optional(f"{pointer}/branch", item, "branch"),
-                commit_sha=read.optional(f"{pointer}/commitSha", item, "commitSha"),
-                pr_number=pr_number,
+                branch=source.string("branch") or None,
+                commit_sha=source.string("commitSha") or None,
+                pr_number=source.integer("prNumber", 0),
             )
         )
+
+    def needed(fields: Fields, key: str) -> str:
+        return (fields.string(key) or "") if pins_only else fields.required_string(key)
+
     return Environment(
-        namespace=read.string("/metadata/namespace", metadata, "namespace", required=needed),
-        name=read.string("/metadata/name", metadata, "name"),
-        uid=read.optional("/metadata/uid", metadata, "uid") or "",
-        project=read.string("/spec/projectRef/name", project_ref, "name", required=needed),
-        type=read.string("/spec/type", spec, "type", required=needed),
-        generation=generation,
-        deployment_mode=read.optional("/spec/deploymentMode", spec, "deploymentMode"),
+        namespace=needed(metadata, "namespace"),
+        name=metadata.required_string("name"),
+        uid=metadata.string("uid") or "",
+        project=project,
+        type=needed(spec, "type"),
+        generation=metadata.integer("generation", 0) or 0,
+        deployment_mode=spec.string("deploymentMode") or None,
         sources=tuple(sources),
         document=document,
     )
@@ -199,34 +198,3 @@ def load_file(path: Path, *, required: bool = True) -> Environment | None:
     if len(found) != 1:
         raise DevjobsError(str(path), f"expected one Environment, found {len(found)}")
     return parse_environment(found[0])
-
-
-@dataclass(frozen=True)
-class _Reader:
-    """Typed access to a document's fields, raising with the field's place."""
-
-    document: Document
-
-    def mapping(self, pointer: str, value: Any) -> Mapping[str, Any]:
-        if value is None and pointer:
-            raise DevjobsError(self.document.where(pointer), "required field is missing")
-        if not isinstance(value, Mapping):
-            raise DevjobsError(self.document.where(pointer), "must be an object")
-        return value
-
-    def optional(self, pointer: str, obj: Mapping[str, Any], key: str) -> str | None:
-        value = obj.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise DevjobsError(
-                self.document.where(pointer), f"must be a string, not {type(value).__name__}"
-            )
-        return value
-
-    def string(self, pointer: str, obj: Mapping[str, Any], key: str, required: bool = True) -> str:
-        """The string at `key`; "" when it is missing and not `required`."""
-        value = self.optional(pointer, obj, key)
-        if value is None and required:
-            raise DevjobsError(self.document.where(pointer), "required field is missing")
-        return value or ""

@@ -1,5 +1,5 @@
-"""Reading untrusted JSON-like values field by field: a Project's sources and jobs,
-`customizations.devjobs.jobs`.
+"""Reading untrusted JSON-like values field by field: Projects and their jobs,
+`customizations.devjobs.jobs`, Environments.
 
 Strict, as the generated JSON Schemas describe these values (`devjobs.schemas`, and
 Kubernetes' structural schema of the CRD): no coercion (`"30"` is not a number, `1` is
@@ -67,13 +67,16 @@ class Fields:
     """The fields of one object, read by name; what was given is remembered (`given`),
     so an override can tell "set to null" from "not set"."""
 
-    def __init__(self, value: object, path: FieldPath, known: Iterable[str]) -> None:
+    def __init__(self, value: object, path: FieldPath, known: Iterable[str] | None) -> None:
+        """`known`: the fields allowed, or None for an object with fields of others'
+        (Catalyst's) that devjobs only picks from."""
         if not isinstance(value, Mapping):
             raise InvalidField(path, f"must be an object, not {type_name(value)}")
-        allowed = set(known)
-        for key in value:
-            if key not in allowed:
-                raise InvalidField((*path, str(key)), "unknown field", at_key=True)
+        if known is not None:
+            allowed = set(known)
+            for key in value:
+                if key not in allowed:
+                    raise InvalidField((*path, str(key)), "unknown field", at_key=True)
         self.value: Mapping[str, object] = value
         self.path = path
 
@@ -86,6 +89,22 @@ class Fields:
 
     def raw(self, key: str) -> object:
         return self.value.get(key)
+
+    def mapping(self, key: str, known: Iterable[str] | None = None) -> Fields:
+        """A required object field."""
+        value = self.value.get(key)
+        if value is None:
+            raise InvalidField(self.at(key), "required field is missing")
+        return Fields(value, self.at(key), known)
+
+    def array(self, key: str) -> list[object]:
+        """A list field; missing or null is empty."""
+        value = self.value.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidField(self.at(key), f"must be a list, not {type_name(value)}")
+        return value
 
     def required_string(self, key: str) -> str:
         if self.value.get(key) is None:

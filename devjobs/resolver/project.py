@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devjobs.errors import DevjobsError
-from devjobs.resolver.documents import Document, escape_token, load_documents, object_document
+from devjobs.resolver.documents import Document, load_documents, object_document
 from devjobs.resolver.environment import API_VERSION, Environment, parse_environment
 from devjobs.resolver.fields import FieldPath, Fields, InvalidField
 from devjobs.resolver.jobspec import JobSpec
@@ -80,48 +80,23 @@ class Project:
         return f"/spec/sources/{index}"
 
 
-def _invalid(document: Document, base: str, error: InvalidField) -> DevjobsError:
-    """`file:line:col: field.path: message` of a field of the document below `base`."""
-    pointer = base + "".join(f"/{escape_token(str(part))}" for part in error.path)
-    return DevjobsError(document.where(pointer, at_key=error.at_key), error.message)
-
-
-def _mapping(document: Document, pointer: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise DevjobsError(document.where(pointer), "must be an object")
-    return value
-
-
-def _metadata(document: Document) -> tuple[str, str | None]:
-    metadata = _mapping(document, "/metadata", document.value.get("metadata", {}))
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise DevjobsError(document.where("/metadata/name"), "required field is missing")
-    namespace = metadata.get("namespace")
-    return name, namespace if isinstance(namespace, str) else None
-
-
 def parse_project(document: Document) -> Project:
-    name, namespace = _metadata(document)
-    spec = _mapping(document, "/spec", document.value.get("spec", {}))
-    raw_sources = spec.get("sources", [])
-    if not isinstance(raw_sources, list):
-        raise DevjobsError(document.where("/spec/sources"), "must be a list")
-    sources: list[ProjectSource] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(raw_sources):
-        pointer = f"/spec/sources/{index}"
-        try:
-            source = ProjectSource.read(raw, ())
-        except InvalidField as error:
-            raise _invalid(document, pointer, error) from None
-        if source.name in seen:
-            raise DevjobsError(
-                document.where(f"{pointer}/name"), f"duplicate source name {source.name!r}"
-            )
-        seen.add(source.name)
-        sources.append(source)
-    return Project(name, namespace, sources, document)
+    try:
+        project = Fields(document.value, (), None)
+        metadata = project.mapping("metadata")
+        name = metadata.required_string("name")
+        sources: list[ProjectSource] = []
+        spec = project.mapping("spec")
+        for index, raw in enumerate(spec.array("sources")):
+            source = ProjectSource.read(raw, (*spec.at("sources"), index))
+            if any(known.name == source.name for known in sources):
+                raise InvalidField(
+                    (*spec.at("sources"), index, "name"), f"duplicate source name {source.name!r}"
+                )
+            sources.append(source)
+    except InvalidField as error:
+        raise document.invalid(error) from None
+    return Project(name, metadata.string("namespace") or None, sources, document)
 
 
 def _kind(document: Document) -> tuple[str, str]:
