@@ -187,3 +187,16 @@ def test_missing_and_oversized_files_are_clean_errors(tmp_path: Path) -> None:
     big.write_text("#" * (5 * 1024 * 1024))
     with pytest.raises(DevjobsError, match="larger than"):
         read_resources(big, None)
+
+
+def test_a_bad_namespace_or_missing_spec_is_an_error_at_its_place(tmp_path: Path) -> None:
+    base = "apiVersion: catalyst.catalyst.dev/v1alpha1\nkind: Project\n"
+    for text, expected in [
+        (base + "metadata: {name: shop, namespace: 3}\nspec: {sources: []}\n",
+         ":3:35: metadata.namespace: must be a string, not a number"),
+        (base + "metadata: {name: shop}\n", ":1:1: spec: required field is missing"),
+    ]:  # fmt: skip
+        path = write(tmp_path, text)
+        with pytest.raises(DevjobsError) as error:
+            read_resources(path, None)
+        assert str(error.value) == f"{path}{expected}"

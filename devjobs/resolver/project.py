@@ -52,16 +52,13 @@ class ProjectSource:
     @classmethod
     def read(cls, value: object, path: FieldPath) -> ProjectSource:
         fields = Fields(value, path, ("name", "repositoryUrl", "branch", "jobs", "devcontainer"))
-        raw_jobs = fields.raw("jobs")
-        if raw_jobs is not None and not isinstance(raw_jobs, list):
-            raise InvalidField(fields.at("jobs"), "must be a list")
         return cls(
             name=fields.required_string("name"),
             repository_url=fields.required_string("repositoryUrl"),
             branch=fields.required_string("branch"),
             jobs=[
                 JobSpec.read(job, (*fields.at("jobs"), index))
-                for index, job in enumerate(raw_jobs or [])
+                for index, job in enumerate(fields.array("jobs"))
             ],
             devcontainer=DevcontainerRef.read(
                 fields.raw("devcontainer"), fields.at("devcontainer")
@@ -85,6 +82,7 @@ def parse_project(document: Document) -> Project:
         project = Fields(document.value, (), None)
         metadata = project.mapping("metadata")
         name = metadata.required_string("name")
+        namespace = metadata.string("namespace") or None
         sources: list[ProjectSource] = []
         spec = project.mapping("spec")
         for index, raw in enumerate(spec.array("sources")):
@@ -96,7 +94,7 @@ def parse_project(document: Document) -> Project:
             sources.append(source)
     except InvalidField as error:
         raise document.invalid(error) from None
-    return Project(name, metadata.string("namespace") or None, sources, document)
+    return Project(name, namespace, sources, document)
 
 
 def _kind(document: Document) -> tuple[str, str]:
