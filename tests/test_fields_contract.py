@@ -13,9 +13,10 @@ import jsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devjobs.errors import DevjobsError
 from devjobs.resolver.fields import InvalidField
 from devjobs.resolver.jobspec import ATTRIBUTES, JobSpec
-from devjobs.resolver.project import DevcontainerRef
+from devjobs.resolver.project import DevcontainerRef, read_resources
 from devjobs.schemas import schema_of
 
 EXTRA_RULES = (
@@ -131,3 +132,41 @@ def test_values_are_not_coerced() -> None:
             assert error.message == message
         else:
             raise AssertionError(f"{field}: {value!r} was accepted")
+
+
+RESOURCES = st.fixed_dictionaries(
+    {
+        "apiVersion": st.sampled_from(["catalyst.catalyst.dev/v1alpha1", "v1", None]),
+        "kind": st.sampled_from(["Project", "Environment"]),
+    },
+    optional={
+        "metadata": st.one_of(
+            VALUES, st.fixed_dictionaries({}, optional={"name": TEXT, "namespace": VALUES})
+        ),
+        "spec": st.one_of(
+            VALUES,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "sources": st.lists(objects(list(ATTRIBUTES)) | VALUES, max_size=2),
+                    "projectRef": VALUES,
+                    "type": VALUES,
+                },
+            ),
+        ),
+    },
+)
+
+
+@settings(max_examples=500)
+@given(RESOURCES)
+def test_any_project_or_environment_object_is_read_or_refused_with_a_place(
+    value: dict[str, Any],
+) -> None:
+    """Never another exception: every refusal is a DevjobsError naming its place."""
+    try:
+        resources = read_resources(None, None, project_object=value)
+    except DevjobsError as error:
+        assert str(error).startswith(f"{value['kind']} "), str(error)
+    else:
+        assert resources.project is not None or resources.environment is not None
