@@ -73,9 +73,6 @@ class Project:
     sources: list[ProjectSource]
     document: Document
 
-    def source_pointer(self, index: int) -> str:
-        return f"/spec/sources/{index}"
-
 
 def parse_project(document: Document) -> Project:
     try:
