@@ -229,6 +229,8 @@ def deployment(
     if inits:
         pod["initContainers"] = [dict(c) for c in inits]
     obj: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": metadata(name, namespace, generation=None if ready is None else 1),
         "spec": {
             "replicas": 1,

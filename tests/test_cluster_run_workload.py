@@ -12,41 +12,16 @@ from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import RunAs, Trigger
 from devjobs.runner.kubeapi import Kube
 from devjobs.runner.render import RenderOptions, render
+from tests import catalyst
 from tests.render_fixtures import environment_dict, job, plan
 
 IMAGE = "devjobs.test/busybox:1"
-RESOURCES = {
-    "requests": {"cpu": "10m", "memory": "16Mi"},
-    "limits": {"cpu": "100m", "memory": "64Mi"},
-}
 
 
 def deployment(namespace: str, image: str = IMAGE) -> dict[str, Any]:
-    others = {
-        "name": "others-init",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", "echo not devjobs"],
-        "resources": RESOURCES,
-    }
-    app = {**others, "name": "web", "command": ["sleep", "3600"]}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "initContainers": [others],
-                    "containers": [app],
-                    "terminationGracePeriodSeconds": 0,
-                },
-            },
-        },
-    }
+    """Catalyst's workload, with an init container of Catalyst's own."""
+    others = catalyst.container("others-init", image, ["sh", "-c", "echo not devjobs"])
+    return catalyst.deployment(namespace=namespace, image=image, inits=[others])
 
 
 def patch_for(namespace: str, *jobs: Any, image: str = IMAGE) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from devjobs.resolver.models import RunAs, Trigger
 from devjobs.runner.kubeapi import Kube, KubeError
 from devjobs.runner.render import RenderOptions, render
 from devjobs.runner.workspace import GitCredentials
+from tests import catalyst
 from tests.render_fixtures import environment_dict, job, plan, standard_plan
 
 
@@ -47,7 +48,7 @@ def test_workload_patch_passes_dry_run_on_an_existing_deployment(
     kube_client: Any, namespace: str
 ) -> None:
     kube = Kube(kube_client)
-    kube.apply(_deployment(namespace), field_manager="catalyst")
+    kube.apply(catalyst.deployment(namespace=namespace), field_manager="catalyst")
     rendered = render(
         standard_plan(), _environment(namespace), RenderOptions(trigger=Trigger.PRE_DEPLOY)
     )
@@ -81,29 +82,3 @@ def test_initcontainer_run_as_jobs_are_not_rendered_as_jobs(
     p = plan(job("m", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER))
     rendered = render(p, _environment(namespace), RenderOptions(trigger=Trigger.PRE_DEPLOY))
     assert rendered.jobs == ()
-
-
-def _deployment(namespace: str, init: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    container = {
-        "name": "web",
-        "image": "devjobs.test/busybox:1",
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["sleep", "3600"],
-        "resources": {
-            "requests": {"cpu": "10m", "memory": "16Mi"},
-            "limits": {"cpu": "100m", "memory": "64Mi"},
-        },
-    }
-    spec: dict[str, Any] = {"containers": [container]}
-    if init:
-        spec["initContainers"] = init
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": spec},
-        },
-    }
