@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from devjobs.controller.main import Config, Controller, Informer
-from devjobs.runner.kubeapi import Kube
+from devjobs.kube.client import Kube
 from tests import catalyst
 from tests.cluster import binaries, crds
 from tests.cluster.controlplane import ControlPlane

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from devjobs.kube.client import Kube
 from devjobs.resolver.models import JobConfig, JobPlan, SourceInfo, Trigger
-from devjobs.runner.kubeapi import Kube
 
 if TYPE_CHECKING:
     from tests.gitserver import RepoRoot, WorkRepo

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from devjobs.cli import main
-from devjobs.runner.kubeapi import Kube
+from devjobs.kube.client import Kube
 from tests.catalyst import GROUP, create_environment, write_devcontainer
 
 

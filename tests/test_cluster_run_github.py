@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from devjobs.cli import main
-from devjobs.runner.kubeapi import Kube
+from devjobs.kube.client import Kube
 from tests.catalyst import create_environment, project, write_devcontainer, write_project
 from tests.fake_github import fake_github
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from devjobs.kube.client import Kube
+from devjobs.kube.render import RenderOptions, render
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import RunAs, Trigger
-from devjobs.runner.kubeapi import Kube
-from devjobs.runner.render import RenderOptions, render
 from tests import catalyst
 from tests.render_fixtures import environment_dict, job, plan
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devjobs.errors import DevjobsError
-from devjobs.runner.conditions import (
+from devjobs.kube.conditions import (
     MAX_MESSAGE_BYTES,
     REASON_PATTERN,
     TYPE_PATTERN,
@@ -20,7 +20,7 @@ from devjobs.runner.conditions import (
     job_condition,
     merge_conditions,
 )
-from devjobs.runner.jobstate import JobState, Phase
+from devjobs.kube.jobstate import JobState, Phase
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 LABEL = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")

@@ -32,9 +32,9 @@ from devjobs.controller.observe import (
     observe,
     workload_obs,
 )
+from devjobs.kube.conditions import merge_conditions
+from devjobs.kube.jobstate import Phase
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
-from devjobs.runner.conditions import merge_conditions
-from devjobs.runner.jobstate import Phase
 from tests import catalyst
 from tests.catalyst import environment, job_plan, ready_condition
 from tests.catalyst import job_config as job

@@ -23,12 +23,12 @@ from devjobs.controller.decide import Settings, decide
 from devjobs.controller.main import Config, Controller
 from devjobs.controller.observe import observe
 from devjobs.controller.report import Reporting, github_from_env
+from devjobs.github.statuses import GitHubStatuses
+from devjobs.kube.client import Kube, connect
+from devjobs.kube.jobstate import JobState, Phase
+from devjobs.kube.logstore import read_log_tail
+from devjobs.kube.render import RenderOptions
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
-from devjobs.runner.github import GitHubStatuses
-from devjobs.runner.jobstate import JobState, Phase
-from devjobs.runner.kubeapi import Kube, connect
-from devjobs.runner.logstore import read_log_tail
-from devjobs.runner.render import RenderOptions
 from tests.catalyst import Catalyst, environment, job_config, job_plan, wait
 from tests.fake_github import FakeGitHub, fake_github
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devjobs.errors import DevjobsError
-from devjobs.runner.github import (
+from devjobs.github.statuses import (
     GitHubStatuses,
     StatusState,
     description_for,
@@ -19,7 +19,7 @@ from devjobs.runner.github import (
     state_for,
     status_context,
 )
-from devjobs.runner.jobstate import JobState, Phase
+from devjobs.kube.jobstate import JobState, Phase
 from tests.fake_github import FakeGitHub, fake_github
 
 TOKEN = "ghp_s3cretTOKENvalue0123456789"

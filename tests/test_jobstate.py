@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from devjobs.runner.jobstate import Phase, job_state
+from devjobs.kube.jobstate import Phase, job_state
 
 
 def make_job(

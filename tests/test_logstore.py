@@ -11,10 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devjobs.errors import DevjobsError
-from devjobs.resolver.environment import GROUP as ENV_GROUP
-from devjobs.resolver.environment import PLURAL as ENV_PLURAL
-from devjobs.resolver.environment import VERSION as ENV_VERSION
-from devjobs.runner.logstore import (
+from devjobs.kube.logstore import (
     MAX_DATA_BYTES,
     configmap_name,
     data_key,
@@ -24,6 +21,9 @@ from devjobs.runner.logstore import (
     save_log_tail,
     tail_text,
 )
+from devjobs.resolver.environment import GROUP as ENV_GROUP
+from devjobs.resolver.environment import PLURAL as ENV_PLURAL
+from devjobs.resolver.environment import VERSION as ENV_VERSION
 
 ENV = {
     "apiVersion": "catalyst.catalyst.dev/v1alpha1",

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver.models import Trigger
-from devjobs.runner.render import RenderOptions, render
-from devjobs.runner.workspace import GitCredentials
 from tests.render_fixtures import SHA, environment, job, plan, standard_plan
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.workspace import CLONE_SCRIPT
 from devjobs.resolver.models import Trigger
-from devjobs.runner.render import RenderOptions, render
-from devjobs.runner.workspace import CLONE_SCRIPT
 from tests.render_fixtures import environment, standard_plan
 
 PINNED = """\

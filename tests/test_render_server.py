@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import RunAs, Trigger
-from devjobs.runner.kubeapi import Kube, KubeError
-from devjobs.runner.render import RenderOptions, render
-from devjobs.runner.workspace import GitCredentials
 from tests import catalyst
 from tests.render_fixtures import environment_dict, job, plan, standard_plan
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.conditions import aggregate_condition, condition_type, job_condition
+from devjobs.kube.jobstate import JobState, Phase
+from devjobs.kube.status import write_conditions
 from devjobs.resolver.environment import GROUP as ENV_GROUP
 from devjobs.resolver.environment import PLURAL as ENV_PLURAL
 from devjobs.resolver.environment import VERSION as ENV_VERSION
-from devjobs.runner.conditions import aggregate_condition, condition_type, job_condition
-from devjobs.runner.jobstate import JobState, Phase
-from devjobs.runner.status import write_conditions
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 CATALYST = "catalyst-operator"

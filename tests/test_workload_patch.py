@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from devjobs.kube.render import RenderOptions, render
 from devjobs.resolver.models import JobPlan, RunAs, Trigger
-from devjobs.runner.render import RenderOptions, render
 from tests.render_fixtures import environment, job, plan, standard_plan
 
 

@@ -77,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from devjobs.controller.leader import LeaderElector
     from devjobs.controller.main import Config, Controller
     from devjobs.controller.report import Reporting, github_from_env
-    from devjobs.runner.images import parse_image_overrides
-    from devjobs.runner.kubeapi import connect
-    from devjobs.runner.render import RenderOptions
+    from devjobs.kube.client import connect
+    from devjobs.kube.images import parse_image_overrides
+    from devjobs.kube.render import RenderOptions
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

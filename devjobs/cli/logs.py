@@ -27,9 +27,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from devjobs.cli.status import latest_jobs
+    from devjobs.kube.client import connect
     from devjobs.resolver import environment as envmod
     from devjobs.runner.cluster_run import list_jobs, read_environment
-    from devjobs.runner.kubeapi import connect
 
     namespace, name = envmod.parse_ref(args.environment)
     kube = connect(args.kubeconfig, args.context)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             pod = sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))[-1]
             print_pod_logs(kube, namespace, pod, out)
             return 0
-    from devjobs.runner.logstore import read_log_tail
+    from devjobs.kube.logstore import read_log_tail
 
     tails = read_log_tail(kube.api_client, namespace, name, key)
     if not tails:
@@ -80,7 +80,7 @@ def pick_key(wanted: str, keys: set[str], sources: list[str]) -> str:
 
 
 def print_pod_logs(kube: Any, namespace: str, pod: dict[str, Any], out: Any) -> None:
-    from devjobs.runner.kubeapi import KubeError
+    from devjobs.kube.client import KubeError
 
     spec = pod.get("spec") or {}
     names = [c["name"] for f in ("initContainers", "containers") for c in spec.get(f) or []]
@@ -95,9 +95,9 @@ def print_pod_logs(kube: Any, namespace: str, pod: dict[str, Any], out: Any) -> 
 
 
 def follow(kube: Any, environment: Any, job: dict[str, Any], out: Any) -> int:
+    from devjobs.kube.jobstate import Phase
+    from devjobs.kube.render import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY
     from devjobs.runner.follow import Follower, Target
-    from devjobs.runner.jobstate import Phase
-    from devjobs.runner.render import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY
 
     meta = job["metadata"]
     annotations = meta.get("annotations") or {}

@@ -92,9 +92,9 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 def options_from_args(args: argparse.Namespace, attempts: dict[str, int] | None = None) -> Any:
     """RenderOptions from the arguments of `add_render_arguments`."""
-    from devjobs.runner.images import parse_image_overrides
-    from devjobs.runner.render import DEFAULT_TTL_SECONDS, RenderOptions
-    from devjobs.runner.workspace import DEFAULT_GIT_IMAGE, GitCredentials
+    from devjobs.kube.images import parse_image_overrides
+    from devjobs.kube.render import DEFAULT_TTL_SECONDS, RenderOptions
+    from devjobs.kube.workspace import DEFAULT_GIT_IMAGE, GitCredentials
 
     if not args.jobs and args.trigger is None:
         raise DevjobsError("--trigger", "give a trigger or name the jobs to run")
@@ -169,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from devjobs.cli.plan import request_from_args
+    from devjobs.kube.render import render
     from devjobs.resolver.plan import resolve
-    from devjobs.runner.render import render
 
     options = options_from_args(args)
     environment = environment_from_files(args.environment, args.project)

@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
 def latest_jobs(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """`source/job` -> its most recently created Job."""
-    from devjobs.runner.render import ANNOTATION_JOB_KEY
+    from devjobs.kube.render import ANNOTATION_JOB_KEY
 
     latest: dict[str, dict[str, Any]] = {}
     for job in jobs:
@@ -54,12 +54,12 @@ def latest_jobs(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def collect(kube: Any, namespace: str, name: str) -> list[dict[str, str]]:
+    from devjobs.kube.jobstate import job_state
+    from devjobs.kube.naming import label_value
+    from devjobs.kube.render import LABEL_ENVIRONMENT, LABEL_TRIGGER
     from devjobs.resolver import environment as envmod
     from devjobs.runner.cluster_run import duration, list_jobs, read_environment
     from devjobs.runner.follow import JOB_NAME_LABEL
-    from devjobs.runner.jobstate import job_state
-    from devjobs.runner.naming import label_value
-    from devjobs.runner.render import LABEL_ENVIRONMENT, LABEL_TRIGGER
 
     env_obj = read_environment(kube, namespace, name)
     environment = envmod.from_object(env_obj)
@@ -122,9 +122,9 @@ def rows_from_conditions(env_obj: Mapping[str, Any], known: set[str]) -> list[di
 
 
 def run(args: argparse.Namespace) -> int:
+    from devjobs.kube.client import connect
     from devjobs.resolver.environment import parse_ref
     from devjobs.runner.cluster_run import format_table
-    from devjobs.runner.kubeapi import connect
 
     namespace, name = parse_ref(args.environment)
     rows = collect(connect(args.kubeconfig, args.context), namespace, name)

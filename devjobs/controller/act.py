@@ -29,9 +29,9 @@ from devjobs.controller.decide import (
     WriteConditions,
 )
 from devjobs.controller.observe import RUN_ANNOTATION
+from devjobs.kube.client import FIELD_MANAGER, Kube, KubeError
+from devjobs.kube.status import write_conditions
 from devjobs.resolver import environment as envmod
-from devjobs.runner.kubeapi import FIELD_MANAGER, Kube, KubeError
-from devjobs.runner.status import write_conditions
 
 if TYPE_CHECKING:
     from devjobs.controller.report import Reporting
@@ -96,7 +96,7 @@ class RecentCreates:
 
 
 def _spec_hash(action: CreateJob) -> str:
-    from devjobs.runner.render import ANNOTATION_SPEC_HASH
+    from devjobs.kube.render import ANNOTATION_SPEC_HASH
 
     meta = action.manifest.get("metadata") or {}
     return str((meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH, ""))

@@ -57,10 +57,8 @@ from devjobs.controller.observe import (
     environment_label,
 )
 from devjobs.errors import DevjobsError
-from devjobs.resolver.environment import Environment
-from devjobs.resolver.models import LIFECYCLE_ORDER, JobConfig, JobPlan, RunAs, Trigger
-from devjobs.runner import naming
-from devjobs.runner.conditions import (
+from devjobs.kube import naming
+from devjobs.kube.conditions import (
     AGGREGATE_TYPE,
     aggregate_condition,
     condition_type,
@@ -68,9 +66,9 @@ from devjobs.runner.conditions import (
     job_condition,
     merge_conditions,
 )
-from devjobs.runner.jobstate import InitJob, JobState, Phase, spec_subset
-from devjobs.runner.jobstate import init_container_states as shared_init_states
-from devjobs.runner.render import (
+from devjobs.kube.jobstate import InitJob, JobState, Phase, spec_subset
+from devjobs.kube.jobstate import init_container_states as shared_init_states
+from devjobs.kube.render import (
     RenderedJob,
     RenderOptions,
     find_job,
@@ -78,7 +76,9 @@ from devjobs.runner.render import (
     revision_of,
     setup_step_keys,
 )
-from devjobs.runner.workload import init_jobs
+from devjobs.kube.workload import init_jobs
+from devjobs.resolver.environment import Environment
+from devjobs.resolver.models import LIFECYCLE_ORDER, JobConfig, JobPlan, RunAs, Trigger
 
 PRE_DEPLOY_GATE = "PreDeployJobsSucceeded"
 """Aggregate of the current commit's PreDeploy Jobs: what a deploy should wait for."""
@@ -311,7 +311,7 @@ def init_container_states(
     observed: Observed, plan: JobPlan, wanted: Sequence[Mapping[str, Any]]
 ) -> dict[str, JobState]:
     """Job key -> state of each InitContainer job whose containers already ran in a
-    workload pod with the current spec (`runner.jobstate.init_container_states`, the
+    workload pod with the current spec (`kube.jobstate.init_container_states`, the
     reading `devjobs run --trigger PreDeploy` shares). Jobs with no such run are left out
     (Waiting)."""
     workload = observed.workload

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from devjobs.runner.kubeapi import Kube, KubeError
+from devjobs.kube.client import Kube, KubeError
 
 log = logging.getLogger("devjobs.controller.leader")
 

@@ -30,11 +30,11 @@ from devjobs.controller.decide import Settings, decide
 from devjobs.controller.observe import BUILD_LABEL, WORKLOAD_LABEL, observe
 from devjobs.controller.report import Reporting
 from devjobs.errors import DevjobsError
+from devjobs.kube.client import Kube, KubeError, iter_lines
+from devjobs.kube.logstore import LABEL_COMPONENT as LOG_COMPONENT_LABEL
+from devjobs.kube.render import LABEL_ENVIRONMENT
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
-from devjobs.runner.kubeapi import Kube, KubeError, iter_lines
-from devjobs.runner.logstore import LABEL_COMPONENT as LOG_COMPONENT_LABEL
-from devjobs.runner.render import LABEL_ENVIRONMENT
 
 log = logging.getLogger("devjobs.controller")
 
@@ -296,7 +296,7 @@ class Controller:
             ("Pod", "v1", "/api/v1", "pods", {"labelSelector": MANAGED}, False),
             # The workload's pods that run devjobs' init containers (InitContainer jobs).
             ("WorkloadPod", "v1", "/api/v1", "pods", {"labelSelector": WORKLOAD_LABEL}, False),
-            # Kept log tails (runner.logstore): which Job's logs each one holds.
+            # Kept log tails (kube.logstore): which Job's logs each one holds.
             ("ConfigMap", "v1", "/api/v1", "configmaps",
              {"labelSelector": f"{LOG_COMPONENT_LABEL}=log-tail"}, False),
             ("Deployment", "apps/v1", "/apis/apps/v1", "deployments",

@@ -15,17 +15,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devjobs.resolver import environment as envmod
-from devjobs.resolver.models import JobPlan
-from devjobs.runner import naming
-from devjobs.runner.jobstate import InitContainerRun, JobState, init_runs, job_state
-from devjobs.runner.render import (
+from devjobs.kube import naming
+from devjobs.kube.jobstate import InitContainerRun, JobState, init_runs, job_state
+from devjobs.kube.render import (
     ANNOTATION_ATTEMPT,
     ANNOTATION_COMMIT,
     ANNOTATION_JOB_KEY,
     LABEL_ENVIRONMENT,
     LABEL_TRIGGER,
 )
+from devjobs.resolver import environment as envmod
+from devjobs.resolver.models import JobPlan
 
 RUN_ANNOTATION = "devjobs.dev/run"
 """`job[,job]`: the Manual jobs a UI or `devjobs run` asks the controller to start."""
@@ -40,7 +40,7 @@ WORKLOAD_LABEL = naming.label("workload")
 """On the workload's pod template (applied with devjobs' init containers): the
 Environment whose InitContainer jobs its pods run. The controller watches pods by it."""
 LOG_JOB_ANNOTATION = naming.label("job-name")
-"""On a log-tail ConfigMap (`runner.logstore`): the Job whose pod's logs it holds, so a
+"""On a log-tail ConfigMap (`kube.logstore`): the Job whose pod's logs it holds, so a
 finished Job's logs are kept once and a later run of the same job replaces them."""
 PROVISIONING_PHASES = frozenset({"", "Pending", "Provisioning"})
 """Phases before Catalyst has provisioned the environment (the CRD lists Pending too)."""
@@ -138,7 +138,7 @@ class JobObs:
 
 @dataclass(frozen=True)
 class LogTail:
-    """A kept log tail (`runner.logstore` ConfigMap) of one job of this Environment."""
+    """A kept log tail (`kube.logstore` ConfigMap) of one job of this Environment."""
 
     key: str
     job_name: str
@@ -308,7 +308,7 @@ def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs
 def log_tails(
     configmaps: Sequence[Mapping[str, Any]], env: envmod.Environment
 ) -> dict[str, LogTail]:
-    from devjobs.runner.logstore import ANNOTATION_ENVIRONMENT, ANNOTATION_JOB_KEY
+    from devjobs.kube.logstore import ANNOTATION_ENVIRONMENT, ANNOTATION_JOB_KEY
 
     tails: dict[str, LogTail] = {}
     for cm in configmaps:

@@ -1,5 +1,5 @@
 """The controller's reporting beyond conditions, as `devjobs run` does it: log tails that
-outlive the pods (`runner.logstore`) and GitHub commit statuses (`runner.github`).
+outlive the pods (`kube.logstore`) and GitHub commit statuses (`github.statuses`).
 
 Neither may fail a job or stop a reconcile: a log tail that cannot be kept or a status
 GitHub refuses is logged and recorded once as a Warning Event on the Environment, and
@@ -34,11 +34,11 @@ from devjobs.controller.observe import (
     init_github_state_annotation,
 )
 from devjobs.errors import DevjobsError
+from devjobs.github.statuses import GitHubStatuses, post_job_status, state_for
+from devjobs.kube import naming
+from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.jobstate import JobState
 from devjobs.resolver import environment as envmod
-from devjobs.runner import naming
-from devjobs.runner.github import GitHubStatuses, post_job_status, state_for
-from devjobs.runner.jobstate import JobState
-from devjobs.runner.kubeapi import Kube, KubeError
 
 log = logging.getLogger("devjobs.controller")
 
@@ -73,7 +73,7 @@ class Reporting:
     def save_log_tail(self, kube: Kube, env: envmod.Environment, action: SaveLogTail) -> bool:
         """Read the pod's (init) container logs and keep their tails; False when nothing
         was written (pod gone, or an error, which becomes a Warning Event)."""
-        from devjobs.runner.logstore import fetch_log_tails, log_configmap
+        from devjobs.kube.logstore import fetch_log_tails, log_configmap
 
         try:
             pod = kube.get(f"/api/v1/namespaces/{quote(env.namespace)}/pods/{quote(action.pod)}")

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from devjobs.errors import DevjobsError
-from devjobs.resolver import environment as envmod
-from devjobs.runner.jobstate import InitJob, InitResult, JobState, Phase
-from devjobs.runner.kubeapi import Kube, KubeError, collection_path, connect, describe
-from devjobs.runner.render import (
+from devjobs.kube.client import Kube, KubeError, collection_path, connect, describe
+from devjobs.kube.jobstate import InitJob, InitResult, JobState, Phase
+from devjobs.kube.render import (
     ANNOTATION_ATTEMPT,
     ANNOTATION_BASE_HASH,
     LABEL_ENVIRONMENT,
@@ -32,6 +31,7 @@ from devjobs.runner.render import (
     RenderedJob,
     render,
 )
+from devjobs.resolver import environment as envmod
 
 if TYPE_CHECKING:
     from devjobs.runner.report import CommitStatuses, Reporter
@@ -122,7 +122,7 @@ def run_on_cluster(
     init_names: list[str] = []
     inits: list[InitJob] = []
     if patch is not None and applied_patch is not None:
-        from devjobs.runner.workload import init_jobs
+        from devjobs.kube.workload import init_jobs
 
         init_names = [c["name"] for c in patch["spec"]["template"]["spec"]["initContainers"]]
         if init_names:
@@ -228,7 +228,7 @@ def follow_rollout(
     without a result are Failed (`DeadlineExceeded`). Returns job key -> result."""
     import time
 
-    from devjobs.runner.jobstate import init_container_results, init_runs
+    from devjobs.kube.jobstate import init_container_results, init_runs
 
     meta = deployment["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -324,7 +324,7 @@ def github_client(args: argparse.Namespace) -> Any:
     its jobs, not for GitHub."""
     import os
 
-    from devjobs.runner.github import GitHubStatuses
+    from devjobs.github.statuses import GitHubStatuses
     from devjobs.runner.report import github_token
 
     token = github_token(os.environ)
@@ -377,7 +377,7 @@ def resolve_plan(args: argparse.Namespace, env_obj: Mapping[str, Any]) -> Any:
 
 
 def list_jobs(kube: Kube, environment: envmod.Environment) -> list[dict[str, Any]]:
-    from devjobs.runner.naming import label_value
+    from devjobs.kube.naming import label_value
 
     path = collection_path("batch/v1", "Job", environment.namespace)
     selector = f"{LABEL_ENVIRONMENT}={label_value(environment.name)}"
@@ -477,8 +477,8 @@ def follow_jobs(
     """Follow the Jobs to their end, reporting each change; `also` are states reported
     with theirs (InitContainer jobs still waiting for the rollout, so the aggregate
     condition counts them)."""
+    from devjobs.kube.naming import label_value
     from devjobs.runner.follow import Follower, Target
-    from devjobs.runner.naming import label_value
     from devjobs.runner.report import Reporter
 
     prefixes = job_prefixes(jobs)

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from devjobs.runner.jobstate import JobState, Phase, job_state
-from devjobs.runner.kubeapi import Kube, KubeError
+from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.jobstate import JobState, Phase, job_state
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 LOG_GRACE_SECONDS = 15.0

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.jobstate import JobState
 from devjobs.resolver.environment import Environment
-from devjobs.runner.jobstate import JobState
-from devjobs.runner.kubeapi import Kube, KubeError
 
 INIT_STATE_PREFIX = "init:"
 """Names of InitContainer jobs' states among the Job-name-keyed states of a run (they
@@ -45,8 +45,8 @@ class Reporter:
         keep the log tail of each that finished: from its Job's newest pod, or for an
         InitContainer job from `logs_from[name]` (the workload pod that ran it, and its
         containers there)."""
-        from devjobs.runner.conditions import aggregate_condition, job_condition
-        from devjobs.runner.status import write_conditions
+        from devjobs.kube.conditions import aggregate_condition, job_condition
+        from devjobs.kube.status import write_conditions
 
         if not final and states == self._written:
             return
@@ -75,7 +75,7 @@ class Reporter:
             self._warn("conditions", f"conditions not written: {error}")
 
     def _save_logs(self, job_name: str, state: JobState) -> dict[str, str]:
-        from devjobs.runner.logstore import fetch_log_tails, save_log_tail
+        from devjobs.kube.logstore import fetch_log_tails, save_log_tail
 
         path = f"/api/v1/namespaces/{self.environment.namespace}/pods"
         try:
@@ -98,7 +98,7 @@ class Reporter:
     def _save_pod_logs(
         self, state: JobState, pod: Mapping[str, Any], containers: Sequence[str]
     ) -> dict[str, str]:
-        from devjobs.runner.logstore import fetch_log_tails, save_log_tail
+        from devjobs.kube.logstore import fetch_log_tails, save_log_tail
 
         try:
             tails = fetch_log_tails(
@@ -162,7 +162,7 @@ class CommitStatuses:
                 self._post(state)
 
     def _post(self, state: JobState) -> None:
-        from devjobs.runner.github import post_job_status
+        from devjobs.github.statuses import post_job_status
 
         try:
             post_job_status(self.statuses, self.repositories.get(state.source), state)

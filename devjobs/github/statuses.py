@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from devjobs.errors import DevjobsError
-from devjobs.runner.jobstate import JobState, Phase
+from devjobs.kube.jobstate import JobState, Phase
 
 StatusState = Literal["pending", "success", "failure", "error"]
 STATES: frozenset[str] = frozenset({"pending", "success", "failure", "error"})

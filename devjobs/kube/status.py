@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.conditions import is_devjobs_type, merge_conditions
 from devjobs.resolver.environment import GROUP, PLURAL, VERSION
-from devjobs.runner.conditions import is_devjobs_type, merge_conditions
 
 JSON_PATCH = "application/json-patch+json"
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from devjobs.resolver.environment import Environment
-from devjobs.resolver.models import JobPlan, RunAs
-from devjobs.runner import naming, workspace
-from devjobs.runner.images import resolve_image
-from devjobs.runner.jobstate import InitJob
-from devjobs.runner.render import (
+from devjobs.kube import naming, workspace
+from devjobs.kube.images import resolve_image
+from devjobs.kube.jobstate import InitJob
+from devjobs.kube.render import (
     RenderOptions,
     _entries,
     container_security,
@@ -28,7 +26,9 @@ from devjobs.runner.render import (
     source_info,
     step_containers,
 )
-from devjobs.runner.workspace import GitCredentials
+from devjobs.kube.workspace import GitCredentials
+from devjobs.resolver.environment import Environment
+from devjobs.resolver.models import JobPlan, RunAs
 
 PREFIX = "devjobs"
 

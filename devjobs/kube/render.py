@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devjobs.errors import DevjobsError
+from devjobs.kube import naming, workspace
+from devjobs.kube.images import resolve_image
+from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver.environment import Environment
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
-from devjobs.runner import naming, workspace
-from devjobs.runner.images import resolve_image
-from devjobs.runner.workspace import GitCredentials
 
 MANAGED_BY = "devjobs"
 FIELD_MANAGER = "devjobs"
@@ -390,7 +390,7 @@ def render_job(
 
 def render(plan: JobPlan, environment: Environment, options: RenderOptions) -> Rendered:
     """Everything devjobs would create for `options` (see the module docstring)."""
-    from devjobs.runner.workload import render_workload_patch
+    from devjobs.kube.workload import render_workload_patch
 
     jobs = tuple(
         render_job(plan, environment, job, trigger, options)

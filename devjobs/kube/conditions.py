@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devjobs.errors import DevjobsError
-from devjobs.runner.jobstate import JobState, Phase
+from devjobs.kube.jobstate import JobState, Phase
 
 AGGREGATE_TYPE = "JobsSucceeded"
 TYPE_PREFIX = "Job."

@@ -1,0 +1,1 @@
+"""devjobs' reporting to GitHub: commit statuses (`statuses`)."""

@@ -1,0 +1,1 @@
+"""The Kubernetes layer under both `devjobs run` and the controller."""
