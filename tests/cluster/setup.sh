@@ -46,3 +46,17 @@ if ((need_build)); then
     bin=$(bash "$here/build.sh")
     echo "setup.sh: binaries in $bin" >&2
 fi
+
+# The real Catalyst operator (tests/test_catalyst_operator.py), cached by its source's
+# content. No source is not an error here: the tests that need it fail and say what to set.
+if [[ "${DEVJOBS_TIER2:-1}" != "0" ]]; then
+    rc=0
+    manager=$(bash "$here/catalyst_build.sh") || rc=$?
+    if ((rc == 0)); then
+        echo "setup.sh: Catalyst operator $manager" >&2
+    elif ((rc == 3)); then
+        echo "setup.sh: no Catalyst operator source (the operator tests will fail until DEVJOBS_CATALYST_SRC names a Catalyst checkout's operator/ folder)" >&2
+    else
+        exit "$rc"
+    fi
+fi
