@@ -12,33 +12,30 @@ Public API:
                                  the whole step for one job; False when not applicable
 
 Implements the documented endpoint `POST /repos/{owner}/{repo}/statuses/{sha}` (201 on
-success) with the stdlib only: one small request does not justify a dependency. Retries
-5xx and transport errors with bounded exponential backoff, and rate limits (403/429 with
-`retry-after`, or `x-ratelimit-remaining: 0` until `x-ratelimit-reset`) by waiting as
-told, capped by `max_wait`: a longer wait raises so a controller can requeue instead of
-blocking. The token is sent only in the Authorization header and never appears in
-errors or reprs.
+success) through `devjobs.github.http`, which retries 5xx and transport errors with
+bounded exponential backoff, and rate limits (403/429 with `retry-after`, or
+`x-ratelimit-remaining: 0` until `x-ratelimit-reset`) by waiting as told, capped by
+`max_wait`: a longer wait raises (`RetryLater`, a DevjobsError) so a controller can
+requeue instead of blocking. The token is sent only in the Authorization header and
+never appears in errors or reprs.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import string
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from devjobs.errors import DevjobsError
+from devjobs.github.http import API_VERSION as API_VERSION
+from devjobs.github.http import GitHubHTTP
 from devjobs.kube.jobstate import JobState, Phase
 
 StatusState = Literal["pending", "success", "failure", "error"]
 STATES: frozenset[str] = frozenset({"pending", "success", "failure", "error"})
-API_VERSION = "2022-11-28"
 MAX_DESCRIPTION = 140
 TEMPLATE_FIELDS = frozenset({"repo", "owner", "name", "sha", "context", "source", "job"})
 _SHA = re.compile(r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$")
@@ -127,13 +124,16 @@ class GitHubStatuses:
         if target_url_template is not None:
             _check_template(target_url_template)
         self._token = token
-        self._api_url = api_url.rstrip("/")
+        self._http = GitHubHTTP(
+            api_url=api_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_wait=max_wait,
+            sleep=sleep,
+            clock=clock,
+        )
+        self._api_url = self._http.api_url
         self._template = target_url_template
-        self._timeout = timeout
-        self._max_retries = max(0, max_retries)
-        self._max_wait = max_wait
-        self._sleep = sleep
-        self._clock = clock
         self._posted: dict[tuple[str, str, str], tuple[str, str, str | None]] = {}
 
     def __repr__(self) -> str:
@@ -194,93 +194,7 @@ class GitHubStatuses:
         return True
 
     def _post(self, path: str, body: Mapping[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        failures = 0
-        while True:
-            request = urllib.request.Request(
-                self._api_url + path,
-                data=data,
-                method="POST",
-                headers={
-                    "Accept": "application/vnd.github+json",
-                    "Authorization": f"Bearer {self._token}",
-                    "X-GitHub-Api-Version": API_VERSION,
-                    "Content-Type": "application/json",
-                    "User-Agent": "devjobs",
-                },
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                    response.read()
-                    return
-            except urllib.error.HTTPError as err:
-                status = err.code
-                headers = {k.lower(): v for k, v in err.headers.items()}
-                message = self._redact(_error_message(err))
-                wait = self._rate_limit_wait(status, headers, message, failures)
-                if wait is None and status < 500:
-                    raise DevjobsError(
-                        "github", f"POST {path}: {status} {message}{_hint(status)}"
-                    ) from None
-                reason = f"{status} {message}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                wait = None
-                reason = self._redact(str(getattr(err, "reason", err)))
-            failures += 1
-            if failures > self._max_retries:
-                raise DevjobsError(
-                    "github", f"POST {path}: gave up after {failures} attempts: {reason}"
-                )
-            if wait is None:
-                wait = min(float(2 ** (failures - 1)), self._max_wait)
-            if wait > self._max_wait:
-                until = datetime.fromtimestamp(self._clock() + wait, UTC).strftime("%H:%M:%SZ")
-                raise DevjobsError(
-                    "github",
-                    f"POST {path}: rate limited until {until} ({wait:.0f}s, more than the "
-                    f"{self._max_wait:.0f}s allowed to wait): {reason}",
-                )
-            self._sleep(wait)
-
-    def _rate_limit_wait(
-        self, status: int, headers: Mapping[str, str], message: str, failures: int
-    ) -> float | None:
-        """Seconds to wait when the response is a rate limit, else None. Follows GitHub's
-        documented order: retry-after, then remaining=0 until reset, then at least a
-        minute for a secondary limit without either, growing exponentially."""
-        if status not in (403, 429):
-            return None
-        retry_after = str(headers.get("retry-after", "")) or None
-        remaining = str(headers.get("x-ratelimit-remaining", ""))
-        if retry_after is not None and retry_after.strip().isdigit():
-            return float(retry_after)
-        if remaining == "0":
-            reset = str(headers.get("x-ratelimit-reset", ""))
-            if reset.strip().isdigit():
-                return max(1.0, float(reset) - self._clock() + 1)
-            return 60.0 * float(2**failures)
-        if status == 429 or "rate limit" in message.lower():
-            return 60.0 * float(2**failures)
-        return None
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._token, "<redacted>") if self._token else text
-
-
-def _error_message(err: urllib.error.HTTPError) -> str:
-    """GitHub's `message` (plus validation `errors`), or the HTTP reason phrase."""
-    try:
-        raw = err.read(4096)
-        payload = json.loads(raw) if raw else {}
-    except (OSError, ValueError):
-        payload = {}
-    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
-        text = str(payload["message"])
-        errors = payload.get("errors")
-        if isinstance(errors, list) and errors:
-            text += f" {json.dumps(errors)[:300]}"
-        return text
-    return str(err.reason)
+        self._http.request("POST", path, token=self._token, body=body, hint=_hint)
 
 
 def _hint(status: int) -> str:
