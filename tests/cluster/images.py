@@ -137,3 +137,110 @@ def busybox_image(path: Path) -> Path:
     }
     config: dict[str, object] = {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
     return write_archive(path, TEST_IMAGE, _layer(entries, data), config)
+
+
+# --- images the Catalyst operator names (tests/cluster/catalyst_operator.py) ----------
+
+WEB_IMAGE = "devjobs.test/web:1"
+"""A workload that serves HTTP: busybox `httpd -f -p 8080 -h /www` (`/www/index.html`)."""
+WEB_PORT = 8080
+STANDIN_BUILDER_IMAGE = "gcr.io/kaniko-project/executor:v1.20.0"
+"""Catalyst's kaniko image name, here a stand-in (`standin_builder_image`): no kaniko."""
+FAIL_BUILD_MARK = "# devjobs-test: fail-build"
+"""A line of that exact text in the cloned Dockerfile makes the stand-in builder fail."""
+
+_STANDIN_BUILDER = f"""#!/bin/sh
+# devjobs test stand-in for the kaniko executor (tests/cluster/images.py): it builds and
+# pushes nothing. It reads kaniko's own arguments, checks that the Dockerfile exists in
+# the cloned context, and exits 1 when that Dockerfile holds the line
+# '{FAIL_BUILD_MARK}', else 0.
+ctx=. dockerfile=Dockerfile destination=
+for arg in "$@"; do
+    case "$arg" in
+        --context=dir://*) ctx="${{arg#--context=dir://}}" ;;
+        --context=*) ctx="${{arg#--context=}}" ;;
+        --dockerfile=*) dockerfile="${{arg#--dockerfile=}}" ;;
+        --destination=*) destination="${{arg#--destination=}}" ;;
+    esac
+done
+case "$dockerfile" in
+    /*) df="$dockerfile" ;;
+    *) df="$ctx/$dockerfile" ;;
+esac
+echo "stand-in kaniko: context=$ctx dockerfile=$df destination=$destination"
+if [ ! -f "$df" ]; then
+    echo "stand-in kaniko: error: no Dockerfile at $df" >&2
+    exit 2
+fi
+if grep -qxF '{FAIL_BUILD_MARK}' "$df"; then
+    echo "stand-in kaniko: build failed: the Dockerfile asks for it ({FAIL_BUILD_MARK})" >&2
+    exit 1
+fi
+echo "stand-in kaniko: built (nothing pushed) $destination"
+"""
+
+
+def _busybox_rootfs() -> tuple[list[tarfile.TarInfo], dict[str, bytes]]:
+    """The test image's rootfs: busybox-static with every applet linked in /bin."""
+    if not BUSYBOX.exists():
+        raise FileNotFoundError(f"{BUSYBOX} missing: apt-get install busybox-static")
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    entries = [_dir(d) for d in _ROOT_DIRS] + [_dir("tmp", 0o1777)]
+    entries += [_file("etc/passwd"), _file("etc/group"), _file("bin/busybox", 0o755)]
+    entries += [_symlink(f"bin/{a}", "busybox") for a in sorted(set(applets)) if a != "busybox"]
+    data = {"etc/passwd": _PASSWD, "etc/group": _GROUP, "bin/busybox": BUSYBOX.read_bytes()}
+    return entries, data
+
+
+def web_command(root: str) -> str:
+    """The workload's shell command: httpd serving `root`, exiting at once on SIGTERM
+    (as PID 1 with no handler it would wait out the 30 s grace period)."""
+    return f"trap 'exit 0' TERM; httpd -f -v -p {WEB_PORT} -h {root} & wait"
+
+
+def web_image(path: Path, ref: str = WEB_IMAGE) -> Path:
+    """A workload image: busybox httpd on port 8080 serving /www (index.html says `ok`)."""
+    entries, data = _busybox_rootfs()
+    entries += [_dir("www"), _file("www/index.html")]
+    data["www/index.html"] = b"ok\n"
+    config: dict[str, object] = {
+        "Env": ["PATH=/bin"],
+        "Cmd": ["sh", "-c", web_command("/www")],
+        "WorkingDir": "/",
+        "ExposedPorts": {f"{WEB_PORT}/tcp": {}},
+    }
+    return write_archive(path, ref, _layer(entries, data), config)
+
+
+def standin_builder_image(path: Path) -> Path:
+    """The stand-in for `gcr.io/kaniko-project/executor:v1.20.0`: busybox and
+    `/kaniko/executor`, a script that checks the Dockerfile (see `_STANDIN_BUILDER`)."""
+    entries, data = _busybox_rootfs()
+    entries += [_dir("kaniko"), _file("kaniko/executor", 0o755)]
+    data["kaniko/executor"] = _STANDIN_BUILDER.encode()
+    config: dict[str, object] = {
+        "Env": ["PATH=/bin"],
+        "Entrypoint": ["/kaniko/executor"],
+        "WorkingDir": "/workspace",
+    }
+    return write_archive(path, STANDIN_BUILDER_IMAGE, _layer(entries, data), config)
+
+
+def retag_archive(src: Path, dst: Path, refs: list[str]) -> Path:
+    """A copy of the `docker save` archive `src` whose image carries the tags `refs`
+    instead (same config and layers, so the same image ID)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for member in tin.getmembers():
+            payload = tin.extractfile(member) if member.isfile() else None
+            if member.name == "manifest.json" and payload is not None:
+                manifest = json.loads(payload.read())
+                manifest[0]["RepoTags"] = list(refs)
+                body = json.dumps(manifest).encode()
+                member.size = len(body)
+                tout.addfile(member, io.BytesIO(body))
+            else:
+                tout.addfile(member, payload)
+    return dst

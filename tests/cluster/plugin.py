@@ -31,6 +31,11 @@ Fixtures
     The project's own CRDs, ``schemas/crds/*.yaml`` (none yet is fine), installed and
     Established.
 
+``catalyst_operator`` (session, tier 2) -> :class:`tests.cluster.catalyst_operator.CatalystOperator`
+    The real Catalyst operator (built by ``catalyst_build.sh``) running against this
+    cluster, with the images it names imported into the node; see
+    ``tests/cluster/catalyst_operator.py`` (a plugin this module loads).
+
 ``kube_node`` (session, tier 2) -> :class:`tests.cluster.node.Node`
     A Ready node: kubelet + containerd + runc + CNI bridge in namespaces of its own.
     ``.name`` ("devjobs-node"), ``.test_image`` ("devjobs.test/busybox:1": busybox-static,
@@ -72,6 +77,8 @@ from tests.cluster.controlplane import ControlPlane, KubeApi, from_kubeconfig
 from tests.cluster.node import Node
 
 LOG_LINES_IN_REPORT = 60
+
+pytest_plugins = ["tests.cluster.catalyst_operator"]
 
 
 @dataclass

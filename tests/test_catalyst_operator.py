@@ -1,0 +1,667 @@
+"""devjobs' model of Catalyst (`devjobs.catalyst`) against the real Catalyst operator.
+
+Tier 2. **The operator is real**: Catalyst's own `manager`, built from its unmodified
+source (`tests/cluster/catalyst_build.sh`, ``DEVJOBS_CATALYST_SRC``) and run out of
+cluster against the test cluster by the `catalyst_operator` fixture. **The image builder
+is a stand-in**: the image named `gcr.io/kaniko-project/executor:v1.20.0` on the node is
+a busybox script (`tests/cluster/images.py` `standin_builder_image`) that checks the
+Dockerfile the operator's real clone init container fetched, exits 1 when it holds the
+line `# devjobs-test: fail-build`, and builds nothing; the image a build "pushes" is
+imported into the node under that exact name beforehand. The sources come from a real
+`git daemon` on this machine's loopback, which the node's pods and the operator reach
+through `NodePortForward`.
+
+Each test owns a team namespace (the `namespace` fixture) holding its Project and
+Environment; the operator puts everything else in the target namespace, which these
+tests compute only with `devjobs.catalyst`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from devjobs import catalyst
+from tests.cluster import images
+from tests.cluster.catalyst_operator import GIT_CLONE_IMAGE, CatalystOperator
+from tests.cluster.nodenet import NodePortForward
+from tests.gitserver import GitDaemon, RepoRoot, WorkRepo
+
+PLURAL_ENVIRONMENTS = "environments"
+PLURAL_PROJECTS = "projects"
+SOURCE = "app"
+BUILD = "web"
+RESOURCES = {
+    "requests": {"cpu": "10m", "memory": "16Mi"},
+    "limits": {"cpu": "200m", "memory": "64Mi"},
+}
+WEB_PORTS = [{"containerPort": images.WEB_PORT, "name": "http"}]
+READY_TIMEOUT = 180.0
+
+CHART_YAML = """\
+apiVersion: v2
+name: devjobs-test-web
+version: 0.1.0
+"""
+CHART_VALUES = """\
+readinessPath: /index.html
+global:
+  images:
+    web:
+      repository: devjobs.test/unset
+      tag: unset
+"""
+CHART_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: "{{ .Values.global.images.web.repository }}:{{ .Values.global.images.web.tag }}"
+          ports:
+            - containerPort: 8080
+          readinessProbe:
+            httpGet: {path: {{ .Values.readinessPath | quote }}, port: 8080}
+            periodSeconds: 1
+          resources:
+            requests: {cpu: 10m, memory: 16Mi}
+            limits: {cpu: 200m, memory: 64Mi}
+"""
+
+
+# --- the served repository ---------------------------------------------------------------
+
+
+@dataclass
+class AppServer:
+    """Repositories under one `git daemon`, at URLs both the node and this machine reach."""
+
+    root: RepoRoot
+    forward: NodePortForward
+    count: int = 0
+
+    def repo(self, dockerfile_extra: str = "") -> tuple[WorkRepo, str, str]:
+        """A new repository with a Dockerfile, an index.html and a Helm chart under
+        `chart/`; returns it, its URL and the commit."""
+        self.count += 1
+        name = f"app{self.count}"
+        repo = self.root.create(name)
+        repo.write("Dockerfile", f"FROM scratch\nCOPY index.html /www/\n{dockerfile_extra}")
+        repo.write("index.html", "served from the clone\n")
+        repo.write("chart/Chart.yaml", CHART_YAML)
+        repo.write("chart/values.yaml", CHART_VALUES)
+        repo.write("chart/templates/deployment.yaml", CHART_DEPLOYMENT)
+        sha = repo.commit("app")
+        return repo, self.forward.url("git", name), sha
+
+
+@pytest.fixture(scope="module")
+def app_server(kube_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    root = RepoRoot(tmp_path_factory.mktemp("catalyst-git"))
+    daemon = GitDaemon(root.path)
+    forward = NodePortForward(kube_node, daemon.port)
+    yield AppServer(root, forward)
+    forward.stop()
+    daemon.stop()
+
+
+# --- Catalyst objects ---------------------------------------------------------------------
+
+
+@dataclass
+class Placed:
+    """One Environment and its Project in the team namespace, and where things land."""
+
+    team: str
+    project: str
+    name: str
+    mode: str
+    commit: str
+    phases: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return catalyst.target_namespace(self.team, self.project, self.name)
+
+
+class Cluster:
+    def __init__(self, api_client: Any) -> None:
+        self.custom: Any = client.CustomObjectsApi(api_client)
+        self.core: Any = client.CoreV1Api(api_client)
+        self.apps: Any = client.AppsV1Api(api_client)
+        self.batch: Any = client.BatchV1Api(api_client)
+        self.placed: list[Placed] = []
+
+    def create_project(
+        self, team: str, name: str, url: str, templates: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": catalyst.API_VERSION,
+            "kind": "Project",
+            "metadata": {"name": name, "namespace": team},
+            "spec": {
+                "githubInstallationId": "devjobs-test",
+                "sources": [{"name": SOURCE, "repositoryUrl": url, "branch": "main"}],
+                "templates": templates,
+            },
+        }
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            catalyst.GROUP, catalyst.VERSION, team, PLURAL_PROJECTS, body
+        )
+        return created
+
+    def create_environment(
+        self,
+        team: str,
+        project: str,
+        name: str,
+        env_type: str,
+        commit: str,
+        mode: str,
+        config: dict[str, Any] | None = None,
+    ) -> Placed:
+        labels = {
+            catalyst.LABEL_TEAM: team,
+            catalyst.LABEL_PROJECT: project,
+            catalyst.LABEL_ENVIRONMENT: name,
+        }
+        spec: dict[str, Any] = {
+            "projectRef": {"name": project},
+            "type": env_type,
+            "sources": [{"name": SOURCE, "commitSha": commit, "branch": "main"}],
+        }
+        if config:
+            spec["config"] = config
+        body = {
+            "apiVersion": catalyst.API_VERSION,
+            "kind": "Environment",
+            "metadata": {"name": name, "namespace": team, "labels": labels},
+            "spec": spec,
+        }
+        self.custom.create_namespaced_custom_object(
+            catalyst.GROUP, catalyst.VERSION, team, PLURAL_ENVIRONMENTS, body
+        )
+        placed = Placed(team, project, name, mode, commit)
+        self.placed.append(placed)
+        return placed
+
+    def environment(self, placed: Placed) -> dict[str, Any] | None:
+        try:
+            env: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                catalyst.GROUP, catalyst.VERSION, placed.team, PLURAL_ENVIRONMENTS, placed.name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return env
+
+    def phase(self, placed: Placed) -> str:
+        env = self.environment(placed) or {}
+        phase = str((env.get("status") or {}).get("phase") or "")
+        if not placed.phases or placed.phases[-1] != phase:
+            placed.phases.append(phase)
+        return phase
+
+    def wait_phase(self, placed: Placed, want: str, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while self.phase(placed) != want:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"Environment {placed.team}/{placed.name} ({placed.mode}) not {want} after "
+                    f"{timeout:.0f}s; phases seen: {placed.phases}; "
+                    f"pods in {placed.target}: {self.pod_summary(placed.target)}"
+                )
+            time.sleep(0.25)
+
+    def pod_summary(self, namespace: str) -> list[str]:
+        try:
+            pods = self.core.list_namespaced_pod(namespace).items
+        except ApiException:
+            return []
+        out = []
+        for p in pods:
+            states = [
+                f"{s.name}:{next(k for k, v in s.state.to_dict().items() if v)}"
+                for s in (p.status.init_container_statuses or [])
+                + (p.status.container_statuses or [])
+            ]
+            out.append(f"{p.metadata.name} {p.status.phase} {states}")
+        return out
+
+    def deployment(self, namespace: str, name: str) -> Any:
+        return self.apps.read_namespaced_deployment(name, namespace)
+
+    def namespace_exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespace(name)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def cluster(
+    kube_client: Any, catalyst_operator: CatalystOperator, namespace: str
+) -> Iterator[Cluster]:
+    """The API, for one test's team namespace. Its Environments are deleted (and their
+    target namespaces with them) before the team namespace: deleting the namespace
+    deletes the Project too, and without its Project the operator never gets to its
+    finalizer (see test_without_its_project_a_deleted_environment_keeps_its_finalizer)."""
+    c = Cluster(kube_client)
+    yield c
+    for placed in c.placed:
+        with contextlib.suppress(ApiException):
+            c.custom.delete_namespaced_custom_object(
+                catalyst.GROUP, catalyst.VERSION, placed.team, PLURAL_ENVIRONMENTS, placed.name
+            )
+    for placed in c.placed:
+        wait_until(
+            f"Environment {placed.name} to be gone",
+            lambda p=placed: c.environment(p) is None,  # type: ignore[misc]
+            120,
+        )
+
+
+def production_templates(image: str = images.WEB_IMAGE) -> dict[str, Any]:
+    return {
+        "deployment": {
+            "type": "manifest",
+            "config": {
+                "image": image,
+                "ports": WEB_PORTS,
+                "resources": RESOURCES,
+                "readinessProbe": {
+                    "httpGet": {"path": "/index.html", "port": images.WEB_PORT},
+                    "periodSeconds": 1,
+                },
+            },
+        }
+    }
+
+
+def helm_templates(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "type": "helm",
+        "sourceRef": SOURCE,
+        "path": "chart",
+        "builds": [{"name": BUILD, "sourceRef": SOURCE}],
+    }
+    if values:
+        template["values"] = values
+    return {"deployment": template}
+
+
+def place_production(
+    cluster: Cluster, app_server: AppServer, team: str, project: str = "shop", name: str = "pr-1"
+) -> Placed:
+    _repo, url, sha = app_server.repo()
+    cluster.create_project(team, project, url, production_templates())
+    return cluster.create_environment(
+        team, project, name, "deployment", sha, catalyst.MODE_PRODUCTION
+    )
+
+
+def place_helm(
+    cluster: Cluster,
+    app_server: AppServer,
+    operator: CatalystOperator,
+    team: str,
+    dockerfile_extra: str = "",
+    values: dict[str, Any] | None = None,
+) -> Placed:
+    _repo, url, sha = app_server.repo(dockerfile_extra)
+    project, name = "shop", "pr-3"
+    operator.import_web_image(catalyst.build_image(project, BUILD, name, sha))
+    cluster.create_project(team, project, url, helm_templates(values))
+    return cluster.create_environment(team, project, name, "deployment", sha, catalyst.MODE_HELM)
+
+
+def main_container(deployment: Any, name: str) -> Any:
+    containers = {c.name: c for c in deployment.spec.template.spec.containers}
+    assert name in containers, f"no container {name!r} in {sorted(containers)}"
+    return containers[name]
+
+
+# --- production ---------------------------------------------------------------------------
+
+
+@pytest.mark.tier2
+def test_production_environment_is_ready_with_deployment_web_in_the_hashed_target_namespace(
+    cluster: Cluster, app_server: AppServer, namespace: str
+) -> None:
+    project = "a-project-whose-name-is-rather-long"
+    name = "preview-environment-for-pull-request-4711"
+    full = f"{namespace}-{project}-{name}"
+    assert len(full) > catalyst.MAX_NAMESPACE  # the operator must hash-truncate this one
+    placed = place_production(cluster, app_server, namespace, project, name)
+
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+    assert len(placed.target) == catalyst.MAX_NAMESPACE and placed.target != full
+    assert cluster.namespace_exists(placed.target)
+    work = catalyst.workload(catalyst.MODE_PRODUCTION)
+    deployment = cluster.deployment(placed.target, work.deployment)
+    assert (deployment.status.ready_replicas or 0) > 0
+    assert main_container(deployment, work.container).image == images.WEB_IMAGE
+    assert deployment.spec.template.metadata.labels == dict([catalyst.WORKLOAD_POD_LABEL])
+    cluster.core.read_namespaced_service(work.deployment, placed.target)
+    quota = cluster.core.read_namespaced_resource_quota("default-quota", placed.target)
+    assert quota.spec.hard["requests.memory"] == "4Gi"
+    env = cluster.environment(placed) or {}
+    assert catalyst.FINALIZER in env["metadata"]["finalizers"]
+    assert env["status"]["url"] == f"https://{name}.preview.devjobs.test/"
+    assert "conditions" not in env["status"]
+    # Nothing of the Environment's lands in the team namespace, where it lives.
+    assert cluster.apps.list_namespaced_deployment(namespace).items == []
+    assert placed.phases[-1] == catalyst.PHASE_READY
+    assert set(placed.phases) <= {"", catalyst.PHASE_PROVISIONING, catalyst.PHASE_READY}
+
+
+@pytest.mark.tier2
+def test_production_image_change_replaces_the_whole_deployment_spec(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    placed = place_production(cluster, app_server, namespace, "shop", "pr-2")
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    work = catalyst.workload(catalyst.MODE_PRODUCTION)
+    # Another controller (devjobs) adds an init container to the workload's pods.
+    gate = {
+        "name": "devjobs-added",
+        "image": images.TEST_IMAGE,
+        "command": ["true"],
+        "resources": RESOURCES,
+    }
+    cluster.apps.patch_namespaced_deployment(
+        work.deployment,
+        placed.target,
+        {"spec": {"template": {"spec": {"initContainers": [gate]}}}},
+    )
+    before = cluster.deployment(placed.target, work.deployment)
+    assert [c.name for c in before.spec.template.spec.init_containers] == ["devjobs-added"]
+    new_image = catalyst_operator.import_web_image("devjobs.test/web:2")
+
+    cluster.custom.patch_namespaced_custom_object(
+        catalyst.GROUP,
+        catalyst.VERSION,
+        placed.team,
+        PLURAL_ENVIRONMENTS,
+        placed.name,
+        {"spec": {"config": {"image": new_image}}},
+    )
+
+    def replaced() -> bool:
+        d = cluster.deployment(placed.target, work.deployment)
+        return bool(main_container(d, work.container).image == new_image)
+
+    placed.phases.clear()
+    wait_until("the operator to update the Deployment's image", replaced)
+    after = cluster.deployment(placed.target, work.deployment)
+    assert not after.spec.template.spec.init_containers  # dropped with the whole spec
+    assert after.spec.strategy.type == "RollingUpdate"
+    # The new pods roll out by the Deployment's default strategy: one new pod is added
+    # (maxSurge 25% -> 1), and the old one goes once the new one is Ready (maxUnavailable
+    # 25% -> 0): the phase never leaves Ready.
+    assert after.spec.strategy.rolling_update.max_surge == "25%"
+    assert after.spec.strategy.rolling_update.max_unavailable == "25%"
+
+    def rolled_out() -> bool:
+        cluster.phase(placed)
+        pods = cluster.core.list_namespaced_pod(placed.target, label_selector="app=web").items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        return bool(live) and all(
+            p.spec.containers[0].image == new_image and p.status.phase == "Running" for p in live
+        )
+
+    wait_until("the new image's pods to replace the old ones", rolled_out, READY_TIMEOUT)
+    assert set(placed.phases) == {catalyst.PHASE_READY}, placed.phases
+
+
+# --- development --------------------------------------------------------------------------
+
+
+@pytest.mark.tier2
+def test_development_environment_is_ready_with_main_container_app_reading_catalyst_secrets(
+    cluster: Cluster, app_server: AppServer, kube_node: Any, namespace: str
+) -> None:
+    _repo, url, sha = app_server.repo()
+    project, name = "shop", "dev-1"
+    placed = Placed(namespace, project, name, catalyst.MODE_DEVELOPMENT, sha)
+    # The code volume is a PVC and the test cluster has no provisioner: a PersistentVolume
+    # on the node's tmpfs, bound in advance to the claim the operator will create.
+    pv_name = f"{placed.target[:50]}-code"
+    cluster.core.create_persistent_volume(
+        {
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {
+                    "path": f"{kube_node.state}/pv/{pv_name}",
+                    "type": "DirectoryOrCreate",
+                },
+                "claimRef": {"namespace": placed.target, "name": "code"},
+            },
+        }
+    )
+    try:
+        templates = {
+            "development": {
+                "type": "manifest",
+                "config": {
+                    "image": images.WEB_IMAGE,
+                    # Serves the clone: Ready only once the git-clone init container
+                    # checked the commit out into the code volume.
+                    "command": ["sh", "-c", images.web_command("/code")],
+                    "ports": WEB_PORTS,
+                    "resources": RESOURCES,
+                    "readinessProbe": {
+                        "httpGet": {"path": "/index.html", "port": images.WEB_PORT},
+                        "periodSeconds": 1,
+                    },
+                    "volumeMounts": [{"name": "code", "mountPath": "/code"}],
+                    "volumes": [
+                        {
+                            "name": "code",
+                            "persistentVolumeClaim": {
+                                "accessModes": ["ReadWriteOnce"],
+                                "storageClassName": "",
+                                "resources": {"requests": {"storage": "1Gi"}},
+                            },
+                        }
+                    ],
+                },
+            }
+        }
+        cluster.create_project(namespace, project, url, templates)
+        cluster.create_environment(
+            namespace, project, name, "development", sha, catalyst.MODE_DEVELOPMENT
+        )
+
+        cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+        work = catalyst.workload(catalyst.MODE_DEVELOPMENT)
+        deployment = cluster.deployment(placed.target, work.deployment)
+        assert (deployment.status.ready_replicas or 0) > 0
+        app = main_container(deployment, work.container)
+        assert [c.name for c in deployment.spec.template.spec.containers] == [work.container]
+        assert [e.secret_ref.name for e in app.env_from] == [catalyst.SECRETS]
+        assert app.env_from[0].secret_ref.optional is True
+        init = deployment.spec.template.spec.init_containers
+        assert [c.name for c in init] == ["git-clone"]
+        assert init[0].image == GIT_CLONE_IMAGE
+        clone_env = {e.name: e.value for e in init[0].env}
+        assert clone_env["GIT_COMMIT"] == sha and clone_env["GIT_REPO_URL"] == url
+        cluster.core.read_namespaced_config_map(catalyst.GIT_SCRIPTS_CONFIGMAP, placed.target)
+    finally:
+        cluster.core.delete_persistent_volume(pv_name)
+
+
+# --- helm ---------------------------------------------------------------------------------
+
+
+@pytest.mark.tier2
+def test_helm_environment_builds_in_the_build_job_then_deploys_the_built_image(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    placed = place_helm(cluster, app_server, catalyst_operator, namespace)
+
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+    assert catalyst.PHASE_BUILDING in placed.phases, placed.phases
+    job = cluster.batch.read_namespaced_job(
+        catalyst.build_job_name(BUILD, placed.commit), placed.target
+    )
+    labels = job.metadata.labels
+    assert labels[catalyst.BUILD_TYPE_LABEL] == catalyst.BUILD_TYPE
+    assert labels[catalyst.BUILD_NAME_LABEL] == BUILD
+    assert (job.status.succeeded or 0) == 1
+    pod = job.spec.template.spec
+    assert [(c.name, c.image) for c in pod.init_containers] == [("git-clone", GIT_CLONE_IMAGE)]
+    assert [(c.name, c.image) for c in pod.containers] == [("kaniko", images.STANDIN_BUILDER_IMAGE)]
+    built = catalyst.build_image(placed.project, BUILD, placed.name, placed.commit)
+    assert f"--destination={built}" in pod.containers[0].args
+    work = catalyst.workload(catalyst.MODE_HELM)
+    deployment = cluster.deployment(placed.target, work.deployment)
+    assert main_container(deployment, work.container).image == built
+    releases = cluster.core.list_namespaced_secret(
+        placed.target, label_selector=f"owner=helm,name={placed.name}"
+    ).items
+    assert [s.metadata.labels["status"] for s in releases] == ["deployed"]
+    wait_until(
+        "the chart's pods to be Ready",
+        lambda: (cluster.deployment(placed.target, work.deployment).status.ready_replicas or 0) > 0,
+        READY_TIMEOUT,
+    )
+
+
+@pytest.mark.tier2
+def test_helm_environment_is_ready_before_its_pods_are(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    placed = place_helm(
+        cluster, app_server, catalyst_operator, namespace, values={"readinessPath": "/never"}
+    )
+
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+    work = catalyst.workload(catalyst.MODE_HELM)
+    time.sleep(5)  # the pod runs, its readiness probe keeps failing
+    deployment = cluster.deployment(placed.target, work.deployment)
+    assert (deployment.status.ready_replicas or 0) == 0
+    assert cluster.phase(placed) == catalyst.PHASE_READY
+
+
+@pytest.mark.tier2
+def test_helm_build_the_builder_fails_leaves_the_environment_failed_without_a_release(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    placed = place_helm(
+        cluster, app_server, catalyst_operator, namespace, f"{images.FAIL_BUILD_MARK}\n"
+    )
+
+    cluster.wait_phase(placed, catalyst.PHASE_FAILED)
+
+    assert placed.phases[-2:] == [catalyst.PHASE_BUILDING, catalyst.PHASE_FAILED], placed.phases
+    job = cluster.batch.read_namespaced_job(
+        catalyst.build_job_name(BUILD, placed.commit), placed.target
+    )
+    assert (job.status.failed or 0) == 1 and not job.status.succeeded
+    time.sleep(3)  # the operator retries; the phase stays Failed, nothing is deployed
+    assert cluster.phase(placed) == catalyst.PHASE_FAILED
+    work = catalyst.workload(catalyst.MODE_HELM)
+    with pytest.raises(ApiException) as missing:
+        cluster.deployment(placed.target, work.deployment)
+    assert missing.value.status == 404
+
+
+# --- deletion -----------------------------------------------------------------------------
+
+
+@pytest.mark.tier2
+def test_deleting_the_environment_deletes_its_target_namespace(
+    cluster: Cluster, app_server: AppServer, namespace: str
+) -> None:
+    placed = place_production(cluster, app_server, namespace, "shop", "pr-9")
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    assert cluster.namespace_exists(placed.target)
+
+    cluster.custom.delete_namespaced_custom_object(
+        catalyst.GROUP, catalyst.VERSION, placed.team, PLURAL_ENVIRONMENTS, placed.name
+    )
+
+    wait_until("the Environment to be gone", lambda: cluster.environment(placed) is None)
+    wait_until(
+        f"namespace {placed.target} to be deleted",
+        lambda: not cluster.namespace_exists(placed.target),
+        READY_TIMEOUT,
+    )
+
+
+@pytest.mark.tier2
+def test_without_its_project_a_deleted_environment_keeps_its_finalizer_and_namespace(
+    cluster: Cluster, app_server: AppServer, namespace: str
+) -> None:
+    """The operator reads the Project before it looks at the deletion: an Environment
+    deleted after its Project (as when the team namespace is deleted) is never finalised,
+    so its target namespace stays, until the Project is back."""
+    placed = place_production(cluster, app_server, namespace, "shop", "pr-8")
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    project = cluster.custom.get_namespaced_custom_object(
+        catalyst.GROUP, catalyst.VERSION, placed.team, PLURAL_PROJECTS, placed.project
+    )
+    cluster.custom.delete_namespaced_custom_object(
+        catalyst.GROUP, catalyst.VERSION, placed.team, PLURAL_PROJECTS, placed.project
+    )
+
+    cluster.custom.delete_namespaced_custom_object(
+        catalyst.GROUP, catalyst.VERSION, placed.team, PLURAL_ENVIRONMENTS, placed.name
+    )
+
+    time.sleep(5)
+    env = cluster.environment(placed)
+    assert env is not None and env["metadata"].get("deletionTimestamp")
+    assert env["metadata"]["finalizers"] == [catalyst.FINALIZER]
+    assert cluster.namespace_exists(placed.target)
+    # The Project back: the next retry finalises the Environment.
+    cluster.create_project(
+        placed.team,
+        placed.project,
+        project["spec"]["sources"][0]["repositoryUrl"],
+        project["spec"]["templates"],
+    )
+    wait_until("the Environment to be gone", lambda: cluster.environment(placed) is None, 120)
+    wait_until(
+        f"namespace {placed.target} to be deleted",
+        lambda: not cluster.namespace_exists(placed.target),
+        READY_TIMEOUT,
+    )
