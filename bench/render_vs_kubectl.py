@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devjobs.cli.render import format_objects  # noqa: E402
-from devjobs.kube.render import RenderOptions, render  # noqa: E402
+from devjobs.kube.podspec import RenderOptions  # noqa: E402
+from devjobs.kube.render import render  # noqa: E402
 from devjobs.resolver import environment as envmod  # noqa: E402
 from devjobs.resolver.models import JobConfig, JobPlan, SourceInfo, Trigger  # noqa: E402
 

@@ -156,6 +156,9 @@ def workload(mode: str) -> Workload:
 BUILD_TYPE_LABEL = "catalyst.dev/job-type"
 BUILD_TYPE = "build"
 BUILD_NAME_LABEL = "catalyst.dev/build"
+INSTALLATION_ID_LABEL = "catalyst.dev/installation-id"
+"""On devjobs' Jobs that clone with Catalyst's credential helper: the Project's
+`githubInstallationId` (the helper asks Catalyst's web app for a token by it)."""
 REGISTRY = "registry.default.svc.cluster.local:5000"
 """Where build Jobs push (helm mode): `<registry>/<project>/<build>-<env>:<commit>`."""
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from devjobs.kube.client import Kube
-from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.podspec import RenderOptions
+from devjobs.kube.render import render
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import RunAs, Trigger
 from tests import catalyst

@@ -8,7 +8,7 @@ from typing import Any
 from devjobs.controller import act
 from devjobs.controller.decide import CreateJob
 from devjobs.kube.client import Kube
-from devjobs.kube.render import ANNOTATION_SPEC_HASH
+from devjobs.kube.vocabulary import ANNOTATION_SPEC_HASH
 from devjobs.resolver import environment as envmod
 from tests.catalyst import TEST_IMAGE, environment
 

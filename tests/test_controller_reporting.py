@@ -27,7 +27,7 @@ from devjobs.github.statuses import GitHubStatuses
 from devjobs.kube.client import Kube, connect
 from devjobs.kube.jobstate import JobState, Phase
 from devjobs.kube.logstore import read_log_tail
-from devjobs.kube.render import RenderOptions
+from devjobs.kube.podspec import RenderOptions
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 from tests.catalyst import Catalyst, environment, job_config, job_plan, wait
 from tests.fake_github import FakeGitHub, fake_github
@@ -139,10 +139,10 @@ def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
         managed = "app.kubernetes.io/managed-by=devjobs"
         pods = catalyst.core.list_namespaced_pod
         wait("the pods to go", lambda: not pods(namespace, label_selector=managed).items, 60)
-        assert read_log_tail(kube_client, namespace, "pr-1", "app/check") == {
+        assert read_log_tail(Kube(kube_client), namespace, "pr-1", "app/check") == {
             "check": "hello from check\nsecond line\n"
         }
-        assert read_log_tail(kube_client, namespace, "pr-1", "app/lint") == {
+        assert read_log_tail(Kube(kube_client), namespace, "pr-1", "app/lint") == {
             "lint": "lint found 2 problems\n"
         }
         kept: Any = catalyst.core.list_namespaced_config_map(

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.client import Kube
 from devjobs.kube.logstore import (
     MAX_DATA_BYTES,
     configmap_name,
@@ -153,7 +154,7 @@ def test_saved_tail_is_read_back_bounded_and_owned_by_the_environment(
 
     big = "".join(f"output line {i}\n" for i in range(50_000))
     assert save_log_tail(
-        kube_client,
+        Kube(kube_client),
         namespace,
         environment,
         "web/test",
@@ -161,7 +162,7 @@ def test_saved_tail_is_read_back_bounded_and_owned_by_the_environment(
         max_bytes=4096,
     )
 
-    logs = read_log_tail(kube_client, namespace, "pr-1", "web/test")
+    logs = read_log_tail(Kube(kube_client), namespace, "pr-1", "web/test")
     assert set(logs) == {"job", "side"}
     assert logs["side"] == "ok\n"
     assert len(logs["job"].encode()) <= 4096 and logs["job"].endswith("output line 49999\n")
@@ -185,27 +186,34 @@ def test_saving_the_same_tail_again_writes_nothing_and_a_new_tail_replaces_it(
     core = client.CoreV1Api(kube_client)
     name = configmap_name("pr-1", "web/test")
     assert (
-        save_log_tail(kube_client, namespace, environment, "web/test", {"job": "one\n", "old": "x"})
+        save_log_tail(
+            Kube(kube_client), namespace, environment, "web/test", {"job": "one\n", "old": "x"}
+        )
         is True
     )
     first = core.read_namespaced_config_map(name, namespace)
     assert first.metadata is not None
     version = first.metadata.resource_version
     assert (
-        save_log_tail(kube_client, namespace, environment, "web/test", {"job": "one\n", "old": "x"})
+        save_log_tail(
+            Kube(kube_client), namespace, environment, "web/test", {"job": "one\n", "old": "x"}
+        )
         is False
     )
     again = core.read_namespaced_config_map(name, namespace)
     assert again.metadata is not None and again.metadata.resource_version == version
 
-    assert save_log_tail(kube_client, namespace, environment, "web/test", {"job": "two\n"}) is True
-    assert read_log_tail(kube_client, namespace, "pr-1", "web/test") == {"job": "two\n"}
+    assert (
+        save_log_tail(Kube(kube_client), namespace, environment, "web/test", {"job": "two\n"})
+        is True
+    )
+    assert read_log_tail(Kube(kube_client), namespace, "pr-1", "web/test") == {"job": "two\n"}
 
 
 def test_nothing_saved_reads_as_empty(
     kube_client: Any, namespace: str, environment: dict[str, Any]
 ) -> None:
-    assert read_log_tail(kube_client, namespace, "pr-1", "web/never-ran") == {}
+    assert read_log_tail(Kube(kube_client), namespace, "pr-1", "web/never-ran") == {}
 
 
 def test_tail_is_readable_after_the_job_and_its_pods_are_deleted(
@@ -234,7 +242,7 @@ def test_tail_is_readable_after_the_job_and_its_pods_are_deleted(
         },
     }
     batch.create_namespaced_job(namespace, client.V1Job.model_validate(job))
-    save_log_tail(kube_client, namespace, environment, "web/test", {"job": "PASS\n"})
+    save_log_tail(Kube(kube_client), namespace, environment, "web/test", {"job": "PASS\n"})
 
     batch.delete_namespaced_job("web-test", namespace, propagation_policy="Foreground")
     deadline = time.monotonic() + 30
@@ -243,7 +251,7 @@ def test_tail_is_readable_after_the_job_and_its_pods_are_deleted(
     assert batch.list_namespaced_job(namespace).items == []
     assert client.CoreV1Api(kube_client).list_namespaced_pod(namespace).items == []
 
-    assert read_log_tail(kube_client, namespace, "pr-1", "web/test") == {"job": "PASS\n"}
+    assert read_log_tail(Kube(kube_client), namespace, "pr-1", "web/test") == {"job": "PASS\n"}
 
 
 def test_containers_that_never_started_have_no_tail(
@@ -261,7 +269,7 @@ def test_containers_that_never_started_have_no_tail(
     }
     core.create_namespaced_pod(namespace, client.V1Pod.model_validate(pod))
     live = kube_client.sanitize_for_serialization(core.read_namespaced_pod("never", namespace))
-    assert fetch_log_tails(kube_client, namespace, live) == {}
+    assert fetch_log_tails(Kube(kube_client), namespace, live) == {}
 
 
 @pytest.mark.tier2
@@ -317,10 +325,10 @@ def test_tails_fetched_from_a_finished_pod_survive_its_deletion(
     assert phase == "Failed"
     live = kube_client.sanitize_for_serialization(core.read_namespaced_pod("web-test-1", namespace))
 
-    tails = fetch_log_tails(kube_client, namespace, live, max_bytes=2048)
-    save_log_tail(kube_client, namespace, environment, "web/test", tails, max_bytes=2048)
+    tails = fetch_log_tails(Kube(kube_client), namespace, live, max_bytes=2048)
+    save_log_tail(Kube(kube_client), namespace, environment, "web/test", tails, max_bytes=2048)
     core.delete_namespaced_pod("web-test-1", namespace, grace_period_seconds=0)
 
-    saved = read_log_tail(kube_client, namespace, "pr-1", "web/test")
+    saved = read_log_tail(Kube(kube_client), namespace, "pr-1", "web/test")
     assert saved["setup"] == "setting up\n"
     assert saved["job"].endswith("line 2999\n") and len(saved["job"].encode()) <= 2048

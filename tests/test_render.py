@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from devjobs.errors import DevjobsError
-from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.podspec import RenderOptions
+from devjobs.kube.render import render
 from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver.models import Trigger
 from tests.render_fixtures import SHA, environment, job, plan, standard_plan

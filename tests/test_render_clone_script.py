@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.podspec import RenderOptions
+from devjobs.kube.render import render
 from devjobs.kube.workspace import CLONE_SCRIPT
 from devjobs.resolver.models import Trigger
 from tests.render_fixtures import environment, standard_plan

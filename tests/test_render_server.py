@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from devjobs.kube.client import Kube, KubeError
-from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.podspec import RenderOptions
+from devjobs.kube.render import render
 from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import RunAs, Trigger

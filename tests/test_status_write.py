@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.client import Kube
 from devjobs.kube.conditions import aggregate_condition, condition_type, job_condition
 from devjobs.kube.jobstate import JobState, Phase
 from devjobs.kube.status import write_conditions
@@ -114,7 +115,7 @@ def test_devjobs_conditions_land_next_to_catalysts_which_stay_untouched(envs: En
         aggregate_condition(states, generation=1)
     ]
 
-    assert write_conditions(envs.client, envs.namespace, "pr-1", desired, now=NOW) is True
+    assert write_conditions(Kube(envs.client), envs.namespace, "pr-1", desired, now=NOW) is True
 
     conds = envs.conditions()
     assert conds["Ready"] == ready()
@@ -133,10 +134,10 @@ def test_writing_the_same_conditions_again_makes_no_request_that_changes_anythin
 ) -> None:
     envs.create()
     desired = [job_condition(_state(Phase.RUNNING), generation=1)]
-    assert write_conditions(envs.client, envs.namespace, "pr-1", desired, now=NOW) is True
+    assert write_conditions(Kube(envs.client), envs.namespace, "pr-1", desired, now=NOW) is True
     version = envs.get()["metadata"]["resourceVersion"]
 
-    assert write_conditions(envs.client, envs.namespace, "pr-1", desired, now=NOW) is False
+    assert write_conditions(Kube(envs.client), envs.namespace, "pr-1", desired, now=NOW) is False
 
     assert envs.get()["metadata"]["resourceVersion"] == version
 
@@ -145,7 +146,10 @@ def test_environment_without_any_status_gets_one(envs: Envs) -> None:
     envs.create()
     assert "status" not in envs.get()
     write_conditions(
-        envs.client, envs.namespace, "pr-1", [job_condition(_state(Phase.PENDING), generation=1)]
+        Kube(envs.client),
+        envs.namespace,
+        "pr-1",
+        [job_condition(_state(Phase.PENDING), generation=1)],
     )
     assert list(envs.conditions()) == ["Job.web.test"]
 
@@ -154,7 +158,7 @@ def test_devjobs_conditions_survive_catalysts_full_status_update_and_vice_versa(
     envs.create()
     envs.catalyst_update(ready_message="building", phase="Building")
     write_conditions(
-        envs.client,
+        Kube(envs.client),
         envs.namespace,
         "pr-1",
         [job_condition(_state(Phase.RUNNING), generation=1)],
@@ -171,7 +175,7 @@ def test_devjobs_conditions_survive_catalysts_full_status_update_and_vice_versa(
         message="container job exited with code 2",
     )
     write_conditions(
-        envs.client,
+        Kube(envs.client),
         envs.namespace,
         "pr-1",
         [job_condition(done, generation=1, log_tail="boom\n")],
@@ -189,7 +193,7 @@ def test_devjobs_conditions_survive_catalysts_full_status_update_and_vice_versa(
 def test_last_transition_time_is_kept_while_the_status_stays_the_same(envs: Envs) -> None:
     envs.create()
     write_conditions(
-        envs.client,
+        Kube(envs.client),
         envs.namespace,
         "pr-1",
         [job_condition(_state(Phase.PENDING), generation=1)],
@@ -198,7 +202,7 @@ def test_last_transition_time_is_kept_while_the_status_stays_the_same(envs: Envs
     first = envs.conditions()["Job.web.test"]["lastTransitionTime"]
     later = datetime(2024, 5, 1, 13, 0, tzinfo=UTC)
     write_conditions(
-        envs.client,
+        Kube(envs.client),
         envs.namespace,
         "pr-1",
         [job_condition(_state(Phase.RUNNING), generation=1)],
@@ -221,7 +225,7 @@ def test_a_concurrent_catalyst_update_between_read_and_write_is_a_conflict_that_
             envs.catalyst_update(ready_message="deployed meanwhile")
 
     wrote = write_conditions(
-        envs.client,
+        Kube(envs.client),
         envs.namespace,
         "pr-1",
         [job_condition(_state(Phase.RUNNING), generation=1)],
@@ -244,7 +248,7 @@ def test_conflicting_every_time_gives_up_with_a_clear_error(envs: Envs) -> None:
 
     with pytest.raises(DevjobsError, match=r"changed during each of 3 attempts") as err:
         write_conditions(
-            envs.client,
+            Kube(envs.client),
             envs.namespace,
             "pr-1",
             [job_condition(_state(Phase.RUNNING), generation=1)],
@@ -258,7 +262,7 @@ def test_conflicting_every_time_gives_up_with_a_clear_error(envs: Envs) -> None:
 def test_missing_environment_is_a_clear_error(envs: Envs) -> None:
     with pytest.raises(DevjobsError, match="not found"):
         write_conditions(
-            envs.client,
+            Kube(envs.client),
             envs.namespace,
             "nope",
             [job_condition(_state(Phase.RUNNING), generation=1)],
@@ -269,7 +273,7 @@ def test_longest_valid_names_give_a_type_the_server_accepts(envs: Envs) -> None:
     envs.create()
     source, job = "s" * 63, "j-" * 31 + "j"
     desired = [job_condition(_state(Phase.RUNNING, job=job, source=source), generation=1)]
-    write_conditions(envs.client, envs.namespace, "pr-1", desired)
+    write_conditions(Kube(envs.client), envs.namespace, "pr-1", desired)
     assert condition_type(source, job) in envs.conditions()
 
 
@@ -289,7 +293,7 @@ def test_every_type_condition_type_accepts_is_accepted_by_the_server(envs: Envs)
     assert 20 < len(accepted) < 300  # both outcomes exercised
     envs.create()
     desired = [job_condition(s, generation=1) for s in accepted.values()]
-    assert write_conditions(envs.client, envs.namespace, "pr-1", desired) is True
+    assert write_conditions(Kube(envs.client), envs.namespace, "pr-1", desired) is True
     assert set(envs.conditions()) == set(accepted)
 
 
@@ -403,12 +407,12 @@ def test_remove_drops_devjobs_conditions_in_the_same_patch_and_never_catalysts(
     envs.catalyst_update()
     old = [_state(Phase.SUCCEEDED, "old", exit_code=0), _state(Phase.RUNNING, "test")]
     first = [job_condition(s, generation=1) for s in old]
-    assert write_conditions(envs.client, envs.namespace, "pr-1", first, now=NOW) is True
+    assert write_conditions(Kube(envs.client), envs.namespace, "pr-1", first, now=NOW) is True
     before = envs.get()["metadata"]["resourceVersion"]
 
     desired = [job_condition(_state(Phase.SUCCEEDED, "test", exit_code=0), generation=1)]
     wrote = write_conditions(
-        envs.client, envs.namespace, "pr-1", desired, now=NOW,
+        Kube(envs.client), envs.namespace, "pr-1", desired, now=NOW,
         remove=["Job.web.old", "Ready"],  # Ready is Catalyst's: never removed
     )  # fmt: skip
 
@@ -425,11 +429,11 @@ def test_removing_alone_writes_and_removing_what_is_gone_writes_nothing(envs: En
     envs.catalyst_update()
     kept = job_condition(_state(Phase.RUNNING, "test"), generation=1)
     gone = job_condition(_state(Phase.RUNNING, "old"), generation=1)
-    write_conditions(envs.client, envs.namespace, "pr-1", [kept, gone], now=NOW)
+    write_conditions(Kube(envs.client), envs.namespace, "pr-1", [kept, gone], now=NOW)
 
     assert (
         write_conditions(
-            envs.client, envs.namespace, "pr-1", [kept], now=NOW, remove=["Job.web.old"]
+            Kube(envs.client), envs.namespace, "pr-1", [kept], now=NOW, remove=["Job.web.old"]
         )
         is True
     )
@@ -437,7 +441,7 @@ def test_removing_alone_writes_and_removing_what_is_gone_writes_nothing(envs: En
     version = envs.get()["metadata"]["resourceVersion"]
     assert (
         write_conditions(
-            envs.client, envs.namespace, "pr-1", [kept], now=NOW, remove=["Job.web.old"]
+            Kube(envs.client), envs.namespace, "pr-1", [kept], now=NOW, remove=["Job.web.old"]
         )
         is False
     )
@@ -447,7 +451,7 @@ def test_removing_alone_writes_and_removing_what_is_gone_writes_nothing(envs: En
 def test_a_concurrent_catalyst_update_during_a_removal_is_retried_and_kept(envs: Envs) -> None:
     envs.create()
     write_conditions(
-        envs.client, envs.namespace, "pr-1",
+        Kube(envs.client), envs.namespace, "pr-1",
         [job_condition(_state(Phase.RUNNING, "old"), generation=1)], now=NOW,
     )  # fmt: skip
     calls: list[str] = []
@@ -458,7 +462,7 @@ def test_a_concurrent_catalyst_update_during_a_removal_is_retried_and_kept(envs:
             envs.catalyst_update(ready_message="redeployed")
 
     assert write_conditions(
-        envs.client, envs.namespace, "pr-1", [], now=NOW, remove=["Job.web.old"],
+        Kube(envs.client), envs.namespace, "pr-1", [], now=NOW, remove=["Job.web.old"],
         after_read=catalyst_writes_once,
     ) is True  # fmt: skip
     conds = envs.conditions()

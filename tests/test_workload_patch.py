@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devjobs.kube.render import RenderOptions, render
+from devjobs.kube.podspec import RenderOptions
+from devjobs.kube.render import render
 from devjobs.resolver.models import JobPlan, RunAs, Trigger
 from tests.render_fixtures import environment, job, plan, standard_plan
 

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from devjobs.controller.report import Reporting, github_from_env
     from devjobs.kube.client import connect
     from devjobs.kube.images import parse_image_overrides
-    from devjobs.kube.render import RenderOptions
+    from devjobs.kube.podspec import RenderOptions
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     from devjobs.kube.logstore import read_log_tail
 
-    tails = read_log_tail(kube.api_client, namespace, name, key)
+    tails = read_log_tail(kube, namespace, name, key)
     if not tails:
         raise DevjobsError(args.job, f"no logs kept for {key} in {namespace}/{name}")
     many = len(tails) > 1
@@ -96,7 +96,7 @@ def print_pod_logs(kube: Any, namespace: str, pod: dict[str, Any], out: Any) -> 
 
 def follow(kube: Any, environment: Any, job: dict[str, Any], out: Any) -> int:
     from devjobs.kube.jobstate import Phase
-    from devjobs.kube.render import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY
+    from devjobs.kube.vocabulary import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY
     from devjobs.runner.follow import Follower, Target
 
     meta = job["metadata"]

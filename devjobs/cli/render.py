@@ -93,7 +93,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 def options_from_args(args: argparse.Namespace, attempts: dict[str, int] | None = None) -> Any:
     """RenderOptions from the arguments of `add_render_arguments`."""
     from devjobs.kube.images import parse_image_overrides
-    from devjobs.kube.render import DEFAULT_TTL_SECONDS, RenderOptions
+    from devjobs.kube.podspec import DEFAULT_TTL_SECONDS, RenderOptions
     from devjobs.kube.workspace import DEFAULT_GIT_IMAGE, GitCredentials
 
     if not args.jobs and args.trigger is None:

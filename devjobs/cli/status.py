@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
 def latest_jobs(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """`source/job` -> its most recently created Job."""
-    from devjobs.kube.render import ANNOTATION_JOB_KEY
+    from devjobs.kube.vocabulary import ANNOTATION_JOB_KEY
 
     latest: dict[str, dict[str, Any]] = {}
     for job in jobs:
@@ -56,10 +56,9 @@ def latest_jobs(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def collect(kube: Any, namespace: str, name: str) -> list[dict[str, str]]:
     from devjobs.kube.jobstate import job_state
     from devjobs.kube.naming import label_value
-    from devjobs.kube.render import LABEL_ENVIRONMENT, LABEL_TRIGGER
+    from devjobs.kube.vocabulary import JOB_NAME_LABEL, LABEL_ENVIRONMENT, LABEL_TRIGGER
     from devjobs.resolver import environment as envmod
     from devjobs.runner.cluster_run import duration, list_jobs, read_environment
-    from devjobs.runner.follow import JOB_NAME_LABEL
 
     env_obj = read_environment(kube, namespace, name)
     environment = envmod.from_object(env_obj)

@@ -96,7 +96,7 @@ class RecentCreates:
 
 
 def _spec_hash(action: CreateJob) -> str:
-    from devjobs.kube.render import ANNOTATION_SPEC_HASH
+    from devjobs.kube.vocabulary import ANNOTATION_SPEC_HASH
 
     meta = action.manifest.get("metadata") or {}
     return str((meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH, ""))
@@ -135,7 +135,7 @@ def execute(
             log.info("%s: applied init containers to %s", env.ref, action.patch["metadata"]["name"])
         elif isinstance(action, WriteConditions):
             wrote = write_conditions(
-                kube.api_client, env.namespace, env.name, action.conditions,
+                kube, env.namespace, env.name, action.conditions,
                 remove=action.remove, field_manager=FIELD_MANAGER,
             )  # fmt: skip
             if wrote:

@@ -79,7 +79,7 @@ class Reporting:
             pod = kube.get(f"/api/v1/namespaces/{quote(env.namespace)}/pods/{quote(action.pod)}")
             if pod is None:
                 return False
-            tails = fetch_log_tails(kube.api_client, env.namespace, pod)
+            tails = fetch_log_tails(kube, env.namespace, pod)
             owner = {
                 "apiVersion": envmod.API_VERSION,
                 "kind": envmod.KIND,

@@ -16,8 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from devjobs.errors import DevjobsError
-
-FIELD_MANAGER = "devjobs"
+from devjobs.kube.vocabulary import FIELD_MANAGER
 
 _PLURALS = {
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
@@ -190,6 +189,17 @@ class Kube:
                 yield event
         finally:
             response.release_conn()
+
+    def log_bytes(self, namespace: str, pod: str, container: str, tail_lines: int) -> bytes:
+        """The last `tail_lines` lines of a container's log, as the kubelet has them."""
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log"
+        query: dict[str, str | int | bool] = {"container": container, "tailLines": tail_lines}
+        response = self.request("GET", path, query, timeout=(10, 60), stream=True)
+        try:
+            data: bytes = response.read()
+        finally:
+            response.release_conn()
+        return data
 
     def log_lines(self, namespace: str, pod: str, container: str, follow: bool) -> Iterator[str]:
         """A container's log, line by line (following it while it runs when `follow`)."""

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-LABEL_SOURCE = "devjobs.dev/source"
-LABEL_JOB = "devjobs.dev/job"
-ANNOTATION_COMMIT = "devjobs.dev/commit"
+from devjobs.kube.vocabulary import ANNOTATION_COMMIT, LABEL_JOB, LABEL_SOURCE
 
 FATAL_WAITING_REASONS = frozenset(
     {

@@ -1,10 +1,10 @@
 """Job log tails that outlive their pods: one ConfigMap per job, owned by the Environment.
 
 Public API:
-    save_log_tail(api_client, namespace, environment, job_key, container_logs, *,
+    save_log_tail(kube, namespace, environment, job_key, container_logs, *,
                   max_bytes=DEFAULT_MAX_BYTES) -> bool        (False: already saved as is)
-    read_log_tail(api_client, namespace, environment_name, job_key) -> dict[str, str]
-    fetch_log_tails(api_client, namespace, pod, *, max_bytes=DEFAULT_MAX_BYTES)
+    read_log_tail(kube, namespace, environment_name, job_key) -> dict[str, str]
+    fetch_log_tails(kube, namespace, pod, *, max_bytes=DEFAULT_MAX_BYTES)
                   -> dict[str, str]                           container -> tail, from the kubelet
     log_configmap(namespace, environment, job_key, container_logs, *, max_bytes) -> dict
     configmap_name(environment_name, job_key) -> str
@@ -28,19 +28,18 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from devjobs.errors import DevjobsError
+from devjobs.kube import naming
+from devjobs.kube import vocabulary as v
+from devjobs.kube.client import Kube, KubeError, collection_path, object_path
 
 DEFAULT_MAX_BYTES = 64 * 1024
 """Per container: enough for a test report's summary and stack traces."""
 MAX_DATA_BYTES = 768 * 1024
 """All containers of one job together; the API server refuses objects over 1 MiB."""
 KEY_SUFFIX = ".log"
-LABEL_COMPONENT = "devjobs.dev/component"
-ANNOTATION_JOB_KEY = "devjobs.dev/job-key"
-ANNOTATION_ENVIRONMENT = "devjobs.dev/environment"
 
 _SUBDOMAIN_PART = re.compile(r"[^a-z0-9-]+")
 _KEY_INVALID = re.compile(r"[^-._a-zA-Z0-9]+")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def configmap_name(environment_name: str, job_key: str) -> str:
@@ -48,7 +47,7 @@ def configmap_name(environment_name: str, job_key: str) -> str:
     characters; the hash of the exact (environment, job key) keeps it unique."""
     digest = hashlib.sha256(f"{environment_name}\0{job_key}".encode()).hexdigest()[:10]
     readable = _SUBDOMAIN_PART.sub("-", f"{environment_name}-{job_key}".lower()).strip("-")
-    prefix = f"devjobs-log-{readable}"[: 253 - len(digest) - 1].rstrip("-")
+    prefix = f"{v.LOG_RECORD_PREFIX}{readable}"[: 253 - len(digest) - 1].rstrip("-")
     return f"{prefix}-{digest}"
 
 
@@ -106,13 +105,13 @@ def log_configmap(
         data_key(name): tail_text(text, per_container)
         for name, text in sorted(container_logs.items())
     }
-    labels = {"app.kubernetes.io/managed-by": "devjobs", LABEL_COMPONENT: "log-tail"}
+    labels = {v.LABEL_MANAGED_BY: v.MANAGED_BY, v.LABEL_COMPONENT: v.LOG_COMPONENT}
     for label, value in (
-        ("devjobs.dev/environment", env_name),
-        ("devjobs.dev/source", source),
-        ("devjobs.dev/job", job),
+        (v.LABEL_ENVIRONMENT, env_name),
+        (v.LABEL_SOURCE, source),
+        (v.LABEL_JOB, job),
     ):
-        if len(value) <= 63 and _LABEL_VALUE.match(value):
+        if naming.is_label_value(value):
             labels[label] = value
     return {
         "apiVersion": "v1",
@@ -121,7 +120,7 @@ def log_configmap(
             "name": configmap_name(env_name, job_key),
             "namespace": namespace,
             "labels": labels,
-            "annotations": {ANNOTATION_JOB_KEY: job_key, ANNOTATION_ENVIRONMENT: env_name},
+            "annotations": {v.ANNOTATION_JOB_KEY: job_key, v.ANNOTATION_ENVIRONMENT: env_name},
             "ownerReferences": [
                 {
                     "apiVersion": environment.get("apiVersion", ""),
@@ -138,37 +137,34 @@ def log_configmap(
 
 
 def save_log_tail(
-    api_client: Any,
+    kube: Kube,
     namespace: str,
     environment: Mapping[str, Any],
     job_key: str,
     container_logs: Mapping[str, str],
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    job_name: str | None = None,
 ) -> bool:
     """Create or replace the job's log ConfigMap; True when it wrote, False when the
-    stored one already had exactly this content (a reconcile repeating itself)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
+    stored one already had exactly this content (a reconcile repeating itself).
+    `job_name`: the Job whose pod the logs are from (kept once per Job)."""
     body = log_configmap(namespace, environment, job_key, container_logs, max_bytes=max_bytes)
+    if job_name:
+        body["metadata"]["annotations"][v.ANNOTATION_LOG_JOB_NAME] = job_name
     name = body["metadata"]["name"]
     place = f"configmaps/{namespace}/{name}"
-    core = client.CoreV1Api(api_client)
+    path = object_path(body)
     for _ in range(5):
         try:
-            current = api_client.sanitize_for_serialization(
-                core.read_namespaced_config_map(name, namespace)
-            )
-        except ApiException as err:
-            if err.status != 404:
-                raise _error(place, "read", err) from None
+            current = kube.get(path)
+        except KubeError as err:
+            raise _error(place, "read", err) from None
+        if current is None:
             try:
-                core.create_namespaced_config_map(
-                    namespace, client.V1ConfigMap.model_validate(body)
-                )
+                kube.request("POST", collection_path("v1", "ConfigMap", namespace), body=body)
                 return True
-            except ApiException as err:
+            except KubeError as err:
                 if err.status != 409:  # created meanwhile: compare and replace
                     raise _error(place, "create", err) from None
                 continue
@@ -177,35 +173,30 @@ def save_log_tail(
         replacement = json.loads(json.dumps(body))
         replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         try:
-            core.replace_namespaced_config_map(
-                name, namespace, client.V1ConfigMap.model_validate(replacement)
-            )
+            kube.request("PUT", path, body=replacement)
             return True
-        except ApiException as err:
+        except KubeError as err:
             if err.status != 409:
                 raise _error(place, "replace", err) from None
     raise DevjobsError(place, "log tail not saved: the ConfigMap kept changing")
 
 
 def read_log_tail(
-    api_client: Any, namespace: str, environment_name: str, job_key: str
+    kube: Kube, namespace: str, environment_name: str, job_key: str
 ) -> dict[str, str]:
     """Container name -> saved log tail; empty when nothing was saved for that job."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
     name = configmap_name(environment_name, job_key)
+    path = f"{collection_path('v1', 'ConfigMap', namespace)}/{name}"
     try:
-        cm = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return {}
+        cm = kube.get(path)
+    except KubeError as err:
         raise _error(f"configmaps/{namespace}/{name}", "read", err) from None
-    return {key.removesuffix(KEY_SUFFIX): value for key, value in sorted((cm.data or {}).items())}
+    data = (cm or {}).get("data") or {}
+    return {key.removesuffix(KEY_SUFFIX): value for key, value in sorted(data.items())}
 
 
 def fetch_log_tails(
-    api_client: Any,
+    kube: Kube,
     namespace: str,
     pod: Mapping[str, Any],
     *,
@@ -216,10 +207,6 @@ def fetch_log_tails(
     from the kubelet before the pod goes away; with `only`, of those containers only.
     Containers that never started (per the pod's status) have no entry: the API server
     would answer an empty log, not an error."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(api_client)
     name = pod["metadata"]["name"]
     spec = pod.get("spec") or {}
     started = _started_containers(pod)
@@ -234,18 +221,14 @@ def fetch_log_tails(
     for container in names:
         try:
             # Raw bytes: a log is not necessarily UTF-8, and one bad byte must not lose it.
-            response: Any = core.read_namespaced_pod_log(
-                name, namespace, container=container, tail_lines=lines, _preload_content=False
-            )
-        except ApiException as err:
+            raw = kube.log_bytes(namespace, name, container, tail_lines=lines)
+        except KubeError as err:
             if err.status in (400, 404):  # not started (yet), or pod gone
                 continue
             raise _error(
                 f"pods/{namespace}/{name}", f"read logs of container {container} of", err
             ) from None
-        raw = getattr(response, "data", response)
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
-        logs[container] = tail_text(text, max_bytes)
+        logs[container] = tail_text(raw.decode("utf-8", "replace"), max_bytes)
     return logs
 
 
@@ -276,11 +259,7 @@ def _same(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
     )
 
 
-def _error(place: str, verb: str, err: Any) -> DevjobsError:
-    try:
-        message = json.loads(err.body or "").get("message") or err.reason
-    except (ValueError, AttributeError):
-        message = err.reason
+def _error(place: str, verb: str, err: KubeError) -> DevjobsError:
     if err.status == 403:
-        return DevjobsError(place, f"forbidden: cannot {verb} it: {message}")
-    return DevjobsError(place, f"cannot {verb} it: {err.status} {message}")
+        return DevjobsError(place, f"forbidden: cannot {verb} it: {err.message}")
+    return DevjobsError(place, f"cannot {verb} it: {err.status} {err.message or err.reason}")

@@ -15,7 +15,6 @@ from typing import Any
 
 MAX_LABEL = 63
 HASH_LENGTH = 10
-LABEL_PREFIX = "devjobs.dev"
 
 
 def digest(value: Any, length: int = HASH_LENGTH) -> str:
@@ -58,16 +57,16 @@ def container_name(*parts: str) -> str:
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
+def is_label_value(text: str) -> bool:
+    """Whether `text` is a valid label value as it is."""
+    return len(text) <= MAX_LABEL and bool(_LABEL_VALUE.match(text))
+
+
 def label_value(text: str) -> str:
     """A valid label value for `text`: itself when valid, else a cleaned, hashed form."""
-    if len(text) <= MAX_LABEL and _LABEL_VALUE.match(text):
+    if is_label_value(text):
         return text
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-_.")
     suffix = digest(text, 8)
     head = cleaned[: MAX_LABEL - len(suffix) - 1].rstrip("-_.")
     return f"{head}-{suffix}" if head else suffix
-
-
-def label(key: str) -> str:
-    """`devjobs.dev/<key>`."""
-    return f"{LABEL_PREFIX}/{key}"

@@ -9,79 +9,29 @@ of the environment's workload (see `workload.py`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from devjobs import catalyst
 from devjobs.errors import DevjobsError
 from devjobs.kube import naming, workspace
+from devjobs.kube import vocabulary as v
 from devjobs.kube.images import resolve_image
+from devjobs.kube.podspec import (
+    RenderOptions,
+    container_security,
+    entries,
+    make_container,
+    revision_of,
+    source_info,
+    step_containers,
+)
+from devjobs.kube.workload import render_workload_patch
 from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver.environment import Environment
-from devjobs.resolver.models import JobConfig, JobPlan, RunAs, SourceInfo, Trigger
+from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 
-MANAGED_BY = "devjobs"
-FIELD_MANAGER = "devjobs"
-DEFAULT_TTL_SECONDS = 7 * 24 * 3600
-"""Finished Jobs stay a week: re-running the same command re-finds them meanwhile."""
-
-SETUP_STEP_NAMES = ("on-create", "update-content", "post-create")
-
-# Annotation and label keys, shared with follow/status/logs.
-LABEL_ENVIRONMENT = naming.label("environment")
-LABEL_SOURCE = naming.label("source")
-LABEL_JOB = naming.label("job")
-LABEL_TRIGGER = naming.label("trigger")
-ANNOTATION_COMMIT = naming.label("commit")
-ANNOTATION_SPEC_HASH = naming.label("spec-hash")
-ANNOTATION_BASE_HASH = naming.label("base-hash")
-"""The spec hash without the attempt: equal for every attempt of the same run."""
-ANNOTATION_ATTEMPT = naming.label("attempt")
-ANNOTATION_JOB_KEY = naming.label("job-key")
-ANNOTATION_CONTAINERS = naming.label("containers")
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Requests and limits; Catalyst namespaces have a ResourceQuota, so every container
-    states all four."""
-
-    cpu_request: str = "100m"
-    memory_request: str = "128Mi"
-    cpu_limit: str = "1"
-    memory_limit: str = "1Gi"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
-            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
-        }
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    trigger: Trigger | None = None
-    """Which lifecycle point's jobs to render; ignored when `jobs` names jobs."""
-    jobs: tuple[str, ...] = ()
-    """`JOB` or `SOURCE/JOB`: render these (the `Manual` trigger) instead."""
-    images: Mapping[str, str] = field(default_factory=dict)
-    """Image overrides: {source or "*": image} for jobs with `image: null`."""
-    builds: Mapping[str, str] = field(default_factory=dict)
-    """Catalyst build name per source (default: the source name)."""
-    git_image: str = workspace.DEFAULT_GIT_IMAGE
-    git_credentials: GitCredentials = field(default_factory=GitCredentials)
-    workload: str = "web"
-    """The Deployment that `runAs: InitContainer` jobs are added to."""
-    ttl_seconds: int = DEFAULT_TTL_SECONDS
-    resources: Resources = field(default_factory=Resources)
-    clone_resources: Resources = field(
-        default_factory=lambda: Resources("50m", "64Mi", "500m", "256Mi")
-    )
-    workspace: str = "clone"
-    """`clone`: an emptyDir at workingDir, cloned into at the commit; `empty`: the emptyDir
-    only; `image`: no volume, the job uses what its image has at workingDir."""
-    attempts: Mapping[str, int] = field(default_factory=dict)
-    """`source/job` -> attempt number (`--rerun`); 0 (the default) is the first run."""
+SETUP_CONTAINER_PREFIX = f"{v.WORKLOAD_NAME_PREFIX}-setup"
 
 
 @dataclass(frozen=True)
@@ -158,119 +108,18 @@ def find_job(plan: JobPlan, wanted: str) -> JobConfig:
     raise DevjobsError(wanted, f"ambiguous: name one of {keys}")
 
 
-# --- containers --------------------------------------------------------------------
-
-
-def container_security() -> dict[str, Any]:
-    """Non-root friendly: no privilege escalation, the runtime's default seccomp
-    profile, and nothing that requires a particular user."""
-    return {"allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
-    # Order is the plan's: a later value may refer to an earlier one as $(NAME).
-    return [{"name": key, "value": value} for key, value in env.items()]
-
-
-def _container(
-    name: str,
-    image: str,
-    argv: Sequence[str],
-    job: JobConfig,
-    env: Mapping[str, str],
-    resources: Resources,
-    mounts: list[dict[str, Any]],
-) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": name,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": list(argv),
-        "workingDir": job.working_dir,
-        "resources": resources.to_dict(),
-        "securityContext": container_security(),
-    }
-    if env:
-        container["env"] = _env_list(env)
-    if mounts:
-        container["volumeMounts"] = mounts
-    return container
-
-
-def _entries(job: JobConfig) -> list[tuple[str, list[str]]]:
-    """(suffix, argv) per process the job runs: one, or one per `parallel` entry."""
-    if job.command is not None:
-        return [("", list(job.command))]
-    assert job.parallel is not None
-    return [(key, list(argv)) for key, argv in job.parallel.items()]
-
-
-def setup_steps(plan: JobPlan, job: JobConfig) -> list[JobConfig]:
-    return plan.setup_of(job)
-
-
-def step_containers(
-    prefix: str,
-    job: JobConfig,
-    image: str,
-    resources: Resources,
-    mounts: list[dict[str, Any]],
-    run_in: JobConfig | None = None,
-) -> list[dict[str, Any]]:
-    """Containers of `job`, named `prefix-...`; a setup step runs in the image and
-    working directory of the job it prepares (`run_in`). Parallel entries of a step
-    run one after another, as init containers cannot run side by side."""
-    host = run_in or job
-    containers = []
-    for suffix, argv in _entries(job):
-        parts = [prefix, job.name, suffix] if suffix else [prefix, job.name]
-        containers.append(
-            _container(
-                naming.container_name(*parts),
-                image,
-                argv,
-                host,
-                job.env,
-                resources,
-                mounts,
-            )
-        )
-    return containers
-
-
-# --- Jobs --------------------------------------------------------------------------
-
-
-def source_info(plan: JobPlan, name: str) -> SourceInfo | None:
-    for source in plan.sources:
-        if source.name == name:
-            return source
-    return None
-
-
-def revision_of(plan: JobPlan, environment: Environment, source: str) -> str:
-    """The commit a job of `source` runs at: the Environment's, else the plan's."""
-    env_source = environment.source(source)
-    if env_source and env_source.revision:
-        return env_source.revision
-    info = source_info(plan, source)
-    if info and (info.commit_sha or info.branch):
-        return info.commit_sha or info.branch or ""
-    return ""
-
-
 def common_labels(environment: Environment, job: JobConfig, trigger: Trigger) -> dict[str, str]:
     return {
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/name": "devjobs",
-        "app.kubernetes.io/component": "job",
-        "app.kubernetes.io/instance": naming.label_value(environment.name),
-        "app.kubernetes.io/part-of": naming.label_value(environment.project),
-        "catalyst.dev/job-type": "ci",
-        LABEL_ENVIRONMENT: naming.label_value(environment.name),
-        LABEL_SOURCE: naming.label_value(job.source),
-        LABEL_JOB: naming.label_value(job.name),
-        LABEL_TRIGGER: trigger.value,
+        v.LABEL_MANAGED_BY: v.MANAGED_BY,
+        v.LABEL_NAME: "devjobs",
+        v.LABEL_COMPONENT_STANDARD: "job",
+        v.LABEL_INSTANCE: naming.label_value(environment.name),
+        v.LABEL_PART_OF: naming.label_value(environment.project),
+        catalyst.BUILD_TYPE_LABEL: v.CI_JOB_TYPE,
+        v.LABEL_ENVIRONMENT: naming.label_value(environment.name),
+        v.LABEL_SOURCE: naming.label_value(job.source),
+        v.LABEL_JOB: naming.label_value(job.name),
+        v.LABEL_TRIGGER: trigger.value,
     }
 
 
@@ -311,14 +160,16 @@ def render_job(
                 container_security(),
             )
         )
-    for step in setup_steps(plan, job):
+    for step in plan.setup_of(job):
         init_containers += step_containers(
-            "devjobs-setup", step, image, options.resources, mounts, run_in=job
+            SETUP_CONTAINER_PREFIX, step, image, options.resources, mounts, run_in=job
         )
     containers = []
-    for suffix, argv in _entries(job):
+    for suffix, argv in entries(job):
         name = naming.container_name(suffix) if suffix else job.name
-        containers.append(_container(name, image, argv, job, job.env, options.resources, mounts))
+        containers.append(
+            make_container(name, image, argv, job, job.env, options.resources, mounts)
+        )
     names = [c["name"] for c in init_containers + containers]
     if len(set(names)) != len(names):
         raise DevjobsError(f"job {job.key}", f"container names collide: {', '.join(names)}")
@@ -335,7 +186,7 @@ def render_job(
         pod_spec["initContainers"] = init_containers
     pod_spec["volumes"] = workspace.volumes(options.git_credentials if clone else GitCredentials())
     if options.git_credentials.catalyst_installation_id and clone:
-        labels["catalyst.dev/installation-id"] = naming.label_value(
+        labels[catalyst.INSTALLATION_ID_LABEL] = naming.label_value(
             options.git_credentials.catalyst_installation_id
         )
     rules: list[dict[str, Any]] = [
@@ -365,12 +216,12 @@ def render_job(
         "namespace": environment.namespace,
         "labels": labels,
         "annotations": {
-            ANNOTATION_COMMIT: commit,
-            ANNOTATION_SPEC_HASH: spec_hash,
-            ANNOTATION_BASE_HASH: base_hash,
-            ANNOTATION_ATTEMPT: str(attempt),
-            ANNOTATION_JOB_KEY: job.key,
-            ANNOTATION_CONTAINERS: ",".join(c["name"] for c in containers),
+            v.ANNOTATION_COMMIT: commit,
+            v.ANNOTATION_SPEC_HASH: spec_hash,
+            v.ANNOTATION_BASE_HASH: base_hash,
+            v.ANNOTATION_ATTEMPT: str(attempt),
+            v.ANNOTATION_JOB_KEY: job.key,
+            v.ANNOTATION_CONTAINERS: ",".join(c["name"] for c in containers),
         },
     }
     if environment.uid:
@@ -390,8 +241,6 @@ def render_job(
 
 def render(plan: JobPlan, environment: Environment, options: RenderOptions) -> Rendered:
     """Everything devjobs would create for `options` (see the module docstring)."""
-    from devjobs.kube.workload import render_workload_patch
-
     jobs = tuple(
         render_job(plan, environment, job, trigger, options)
         for job, trigger in select_jobs(plan, options)

@@ -1,8 +1,8 @@
 """Writing devjobs' conditions to a Catalyst Environment's status (the imperative shell).
 
 Public API:
-    write_conditions(api_client, namespace, name, desired, *, remove=(),
-                     field_manager="devjobs", now=None, max_attempts=5,
+    write_conditions(kube, namespace, name, desired, *, remove=(),
+                     field_manager=FIELD_MANAGER, now=None, max_attempts=5,
                      after_read=None) -> bool
 
 How it cannot clobber Catalyst's conditions: it reads the Environment, merges `desired`
@@ -24,27 +24,29 @@ of devjobs' earlier conditions deletes it, so every caller would have to send al
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
+from urllib.parse import quote
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.client import Kube, KubeError
 from devjobs.kube.conditions import is_devjobs_type, merge_conditions
-from devjobs.resolver.environment import GROUP, PLURAL, VERSION
+from devjobs.kube.vocabulary import FIELD_MANAGER
+from devjobs.resolver.environment import API_VERSION, GROUP, PLURAL
 
 JSON_PATCH = "application/json-patch+json"
 
 
 def write_conditions(
-    api_client: Any,
+    kube: Kube,
     namespace: str,
     name: str,
     desired: Sequence[Mapping[str, Any]],
     *,
     remove: Sequence[str] = (),
-    field_manager: str = "devjobs",
+    field_manager: str = FIELD_MANAGER,
     now: datetime | None = None,
     max_attempts: int = 5,
     after_read: Callable[[Mapping[str, Any]], None] | None = None,
@@ -56,19 +58,13 @@ def write_conditions(
     `after_read` is called with each object read, before the write (lets tests provoke a
     real conflict). Raises DevjobsError on RBAC denial, a missing Environment, or when
     every attempt conflicted."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    api = client.CustomObjectsApi(api_client)
+    path = f"/apis/{API_VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
     place = f"environments/{namespace}/{name}"
     gone = {t for t in remove if is_devjobs_type(t)}
     for attempt in range(1, max_attempts + 1):
         try:
-            env = cast(
-                dict[str, Any],
-                api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
-            )
-        except ApiException as err:
+            env: dict[str, Any] = kube.request("GET", path)
+        except KubeError as err:
             raise _api_error(place, "get", err) from None
         status = env.get("status") if isinstance(env.get("status"), Mapping) else None
         existing = list((status or {}).get("conditions") or [])
@@ -91,18 +87,10 @@ def write_conditions(
             else {"op": "add", "path": "/status", "value": {"conditions": merged}},
         ]
         try:
-            api.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                field_manager=field_manager,
-                _content_type=JSON_PATCH,
-            )
+            query = {"fieldManager": field_manager}
+            kube.request("PATCH", f"{path}/status", query, patch, content_type=JSON_PATCH)
             return True
-        except ApiException as err:
+        except KubeError as err:
             if err.status != 409:
                 raise _api_error(place, "patch status of", err) from None
         time.sleep(min(0.05 * 2**attempt, 1.0))
@@ -116,8 +104,8 @@ def _type(condition: Any) -> Any:
     return condition.get("type") if isinstance(condition, Mapping) else None
 
 
-def _api_error(place: str, verb: str, err: Any) -> DevjobsError:
-    message = _message(err)
+def _api_error(place: str, verb: str, err: KubeError) -> DevjobsError:
+    message = err.message or err.reason or str(err.status)
     if err.status == 403:
         return DevjobsError(
             place,
@@ -129,13 +117,3 @@ def _api_error(place: str, verb: str, err: Any) -> DevjobsError:
     if err.status == 401:
         return DevjobsError(place, f"unauthorized: the credentials were refused ({message})")
     return DevjobsError(place, f"cannot {verb} it: {err.status} {message}")
-
-
-def _message(err: Any) -> str:
-    try:
-        body = json.loads(err.body or "")
-    except ValueError:
-        body = None
-    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return str(err.reason or err.body or err.status)

@@ -12,17 +12,19 @@ repository) and the setup steps they ask for, each step once per source.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from devjobs.kube import naming, workspace
+from devjobs.kube import vocabulary as v
 from devjobs.kube.images import resolve_image
-from devjobs.kube.jobstate import InitJob
-from devjobs.kube.render import (
+from devjobs.kube.jobstate import InitJob, spec_subset
+from devjobs.kube.podspec import (
     RenderOptions,
-    _entries,
     container_security,
+    entries,
     revision_of,
-    setup_steps,
     source_info,
     step_containers,
 )
@@ -30,7 +32,7 @@ from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver.environment import Environment
 from devjobs.resolver.models import JobPlan, RunAs
 
-PREFIX = "devjobs"
+PREFIX = v.WORKLOAD_NAME_PREFIX
 
 
 def init_jobs(plan: JobPlan, environment: Environment | None = None) -> list[InitJob]:
@@ -44,7 +46,7 @@ def init_jobs(plan: JobPlan, environment: Environment | None = None) -> list[Ini
         prefix = naming.dns_label(PREFIX, job.source)
         names = tuple(
             naming.container_name(*([prefix, job.name, suffix] if suffix else [prefix, job.name]))
-            for suffix, _ in _entries(job)
+            for suffix, _ in entries(job)
         )
         commit = revision_of(plan, environment, job.source) if environment else None
         result.append(InitJob(job.source, job.name, names, commit or None))
@@ -90,7 +92,7 @@ def render_workload_patch(
         done: set[str] = set()
         for job in jobs:
             image = resolve_image(job.image, source, environment, options.images, options.builds)
-            for step in setup_steps(plan, job):
+            for step in plan.setup_of(job):
                 if step.name in done:
                     continue
                 done.add(step.name)
@@ -118,3 +120,47 @@ def render_workload_patch(
         "metadata": {"name": options.workload, "namespace": environment.namespace},
         "spec": {"template": {"spec": pod_spec}},
     }
+
+
+def with_workload_label(patch: Mapping[str, Any], environment_name: str) -> dict[str, Any]:
+    """The workload patch plus `LABEL_WORKLOAD` on the pod template when it adds init
+    containers, so the controller can watch the pods that run them (and only those)."""
+    result = dict(patch)
+    spec = dict(patch["spec"])
+    template = dict(spec["template"])
+    if template["spec"].get("initContainers"):
+        meta = dict(template.get("metadata") or {})
+        labels = {
+            **(meta.get("labels") or {}),
+            v.LABEL_WORKLOAD: naming.label_value(environment_name),
+        }
+        meta["labels"] = labels
+        template["metadata"] = meta
+    spec["template"] = template
+    result["spec"] = spec
+    return result
+
+
+def patch_needed(
+    patch: Mapping[str, Any],
+    template_labels: Mapping[str, str],
+    init_containers: Sequence[tuple[str, str]],
+) -> bool:
+    """Whether applying `patch` would change the workload, whose pod template has these
+    labels and init containers ((name, canonical JSON), in order): devjobs writes only
+    on change, and an unchanged apply still costs a request per round."""
+    labels = (patch["spec"]["template"].get("metadata") or {}).get("labels") or {}
+    if any(template_labels.get(k) != value for k, value in labels.items()):
+        return True
+    if v.LABEL_WORKLOAD in template_labels and v.LABEL_WORKLOAD not in labels:
+        return True
+    wanted = patch["spec"]["template"]["spec"].get("initContainers", [])
+    have = {name: json.loads(text) for name, text in init_containers}
+    ours = {n for n in have if n.startswith(v.INIT_PREFIX)}
+    if ours - {c["name"] for c in wanted}:
+        return True
+    # Order matters for init containers: ours must be in the order we applied them.
+    order = [n for n, _ in init_containers if n in {c["name"] for c in wanted}]
+    if order != [c["name"] for c in wanted]:
+        return True
+    return not all(spec_subset(c, have[c["name"]]) for c in wanted)

@@ -65,7 +65,7 @@ class Reporter:
         desired.append(aggregate_condition(list(states.values()), generation=generation))
         try:
             write_conditions(
-                self.kube.api_client,
+                self.kube,
                 self.environment.namespace,
                 self.environment.name,
                 desired,
@@ -86,10 +86,8 @@ class Reporter:
             )
             if not items:
                 return {}
-            tails = fetch_log_tails(self.kube.api_client, self.environment.namespace, items[-1])
-            save_log_tail(
-                self.kube.api_client, self.environment.namespace, self.env_obj, state.key, tails
-            )
+            tails = fetch_log_tails(self.kube, self.environment.namespace, items[-1])
+            save_log_tail(self.kube, self.environment.namespace, self.env_obj, state.key, tails)
             return tails
         except (DevjobsError, KubeError) as error:
             self._warn(f"logs {state.key}", f"log tail of {state.key} not kept: {error}")
@@ -101,12 +99,10 @@ class Reporter:
         from devjobs.kube.logstore import fetch_log_tails, save_log_tail
 
         try:
-            tails = fetch_log_tails(
-                self.kube.api_client, self.environment.namespace, pod, only=containers
-            )
+            tails = fetch_log_tails(self.kube, self.environment.namespace, pod, only=containers)
             if tails:
                 save_log_tail(
-                    self.kube.api_client, self.environment.namespace, self.env_obj, state.key,
+                    self.kube, self.environment.namespace, self.env_obj, state.key,
                     tails,
                 )  # fmt: skip
             return tails
