@@ -220,6 +220,8 @@ def test_hostile_log_stays_text() -> None:
     ]
     assert "progress 100%" in body and "progress 10%" not in body
     assert plain("a\r\nb") == "a\nb"
+    assert plain("50%\r100%\r\n") == "100%\n"
+    assert plain("done\r\rnext") == "next"
 
 
 def test_words_from_the_job_are_escaped_in_the_summary() -> None:

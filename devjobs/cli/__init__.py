@@ -25,6 +25,7 @@ COMMANDS = {
     "run": "devjobs.cli.run",
     "controller": "devjobs.cli.controller",
     "cache": "devjobs.cli.cache",
+    "ui": "devjobs.cli.ui",
 }
 
 

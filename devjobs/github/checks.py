@@ -161,8 +161,15 @@ def plain(text: str) -> str:
     unpaired surrogates replaced so the JSON is valid UTF-8."""
     text = text.encode("utf-8", "replace").decode("utf-8")
     text = _ANSI.sub("", text.replace("\r\n", "\n"))
-    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    lines = [_last_rewrite(line) for line in text.split("\n")]
     return _CONTROL.sub("", "\n".join(lines))
+
+
+def _last_rewrite(line: str) -> str:
+    """What is left of a line a program rewrote with `\r`: its last non-empty version."""
+    if "\r" not in line:
+        return line
+    return next((part for part in reversed(line.split("\r")) if part), "")
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
