@@ -27,11 +27,9 @@ from devjobs.ui.cluster import (
     LOG_KEY_SUFFIX,
     SETUP_PREFIX,
     TYPE_PREFIX,
-    JobPlan,
     JobState,
     Snapshot,
     job_state,
-    parse_time,
 )
 
 STATES = ("Waiting", "Pending", "Running", "Succeeded", "Failed", "Cancelled", "Blocked")
@@ -351,8 +349,6 @@ def job_detail(
         reverse=True,
     )
     chosen = next((j for j in runs if _meta(j).get("name") == (run or row["jobName"])), None)
-    if chosen is None and run is None and runs and not row["jobName"]:
-        chosen = None
     pod: Mapping[str, Any] | None = None
     detail: dict[str, Any] = dict(row)
     detail["containers"] = []
@@ -398,18 +394,7 @@ def retained_log(configmaps: Sequence[Mapping[str, Any]], key: str) -> list[dict
     return []
 
 
-def plan_of(snapshot: Snapshot) -> JobPlan | None:
-    return snapshot.plan
-
 
 def log_containers(detail: Mapping[str, Any]) -> list[str]:
     """The containers whose logs the job page follows, in the order they run."""
     return [str(c["name"]) for c in detail.get("containers") or []]
-
-
-def run_job_name(detail: Mapping[str, Any]) -> str:
-    return str(detail.get("jobName") or "")
-
-
-def parse_stamp(value: str) -> datetime | None:
-    return parse_time(value)
