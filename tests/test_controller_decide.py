@@ -16,23 +16,20 @@ from typing import Any
 import pytest
 
 from devjobs.controller import decide
-from devjobs.controller.decide import (
+from devjobs.controller.actions import (
+    Action,
     ApplyWorkload,
     ClearManualRequest,
     CreateJob,
     DeleteJob,
     RecordEvent,
     WriteConditions,
-    reconcile,
 )
-from devjobs.controller.observe import (
-    RUN_ANNOTATION,
-    init_github_state_annotation,
-    manual_request,
-    observe,
-    workload_obs,
-)
-from devjobs.kube.conditions import merge_conditions
+from devjobs.controller.decide import reconcile
+from devjobs.controller.observe import manual_request, observe, workload_obs
+from devjobs.kube.vocabulary import ANNOTATION_RUN as RUN_ANNOTATION
+from devjobs.kube.vocabulary import init_github_state_annotation
+from devjobs.kube.conditions import PRE_DEPLOY_GATE, merge_conditions
 from devjobs.kube.jobstate import Phase
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 from tests import catalyst
@@ -103,10 +100,10 @@ class Cluster:
             workload_pods=self.workload_pods,
         )
 
-    def reconcile(self) -> list[decide.Action]:
+    def reconcile(self) -> list[Action]:
         return reconcile(self.observed())
 
-    def apply(self, actions: list[decide.Action]) -> None:
+    def apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, CreateJob):
                 manifest = copy.deepcopy(dict(action.manifest))
@@ -143,9 +140,9 @@ class Cluster:
                              if not k.startswith("devjobs.dev/")}  # fmt: skip
                 meta["labels"] = {**catalysts, **(labels or {})}
 
-    def settle(self, rounds: int = 5) -> list[decide.Action]:
+    def settle(self, rounds: int = 5) -> list[Action]:
         """Reconcile and apply until nothing is asked for; all actions taken, in order."""
-        taken: list[decide.Action] = []
+        taken: list[Action] = []
         for _ in range(rounds):
             actions = self.reconcile()
             if not actions:
@@ -170,7 +167,7 @@ class Cluster:
         }
 
 
-def kinds(actions: Sequence[decide.Action]) -> list[str]:
+def kinds(actions: Sequence[Action]) -> list[str]:
     return [type(a).__name__ for a in actions]
 
 
@@ -505,7 +502,7 @@ def test_jobs_dropped_from_the_plan_have_their_conditions_removed_and_others_kep
     (write,) = [a for a in actions if isinstance(a, WriteConditions)]
     assert set(write.remove) == {"Job.web.migrate", "Job.web.seed", "Job.web.smoke"}
     assert set(cluster.conditions()) == {
-        "Ready", "Job.web.build-check", "JobsSucceeded", decide.PRE_DEPLOY_GATE,
+        "Ready", "Job.web.build-check", "JobsSucceeded", PRE_DEPLOY_GATE,
     }  # fmt: skip
     assert cluster.conditions()["Ready"] == ready_condition()
     assert cluster.reconcile() == []

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from devjobs.controller.decide import Settings
     from devjobs.controller.leader import LeaderElector
     from devjobs.controller.main import Config, Controller
-    from devjobs.controller.report import Reporting, github_from_env
+    from devjobs.github.statuses import CONTROLLER_TOKEN_VARIABLES, from_environment
     from devjobs.kube.client import connect
     from devjobs.kube.images import parse_image_overrides
     from devjobs.kube.podspec import RenderOptions
@@ -123,8 +123,11 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(target=elector.keep, args=(stop, lost), daemon=True).start()
         threading.Thread(target=_stop_when, args=(lost, stop), daemon=True).start()
     try:
-        reporting = Reporting(github=github_from_env(args.github_api_url, args.target_url))
-        Controller(kube, config, reporting=reporting).run(stop)
+        github = from_environment(
+            os.environ, CONTROLLER_TOKEN_VARIABLES,
+            api_url=args.github_api_url, target_url=args.target_url,
+        )  # fmt: skip
+        Controller(kube, config, github=github).run(stop)
     finally:
         if elector is not None and not lost.is_set():
             elector.release()

@@ -1,10 +1,18 @@
-"""Executing the decided actions: the only place the controller writes to the cluster.
+"""Executing the decided actions: the only place the controller writes to the cluster
+(and to GitHub).
 
 Each action is idempotent on its own, so a crash between two of them is repaired by the
 next reconcile: Jobs are server-side applied under deterministic names, deletions ignore
 `404`, conditions go through `status.write_conditions` (merge by type, JSON patch guarded
 by the resourceVersion), the Manual request is removed only while it still holds the value
 that was acted on, and Events have deterministic names (`409` means already recorded).
+
+Reporting may never fail a job or stop a round: a log record that cannot be kept or a
+status GitHub refuses is logged and recorded as a Warning Event on the Environment (one
+Event per distinct failure, by its deterministic name), and the next round decides again.
+The GitHub state posted is kept on the Job, or for an InitContainer job on the workload
+Deployment, where `observe` reads it back: nothing is remembered in this process but the
+Jobs created and not yet seen (`RecentCreates`).
 """
 
 from __future__ import annotations
@@ -15,29 +23,30 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from devjobs.controller.decide import (
+from devjobs.controller.actions import (
     Action,
     ApplyWorkload,
     ClearManualRequest,
     CreateJob,
     DeleteJob,
+    PostStatus,
     RecordEvent,
     SaveLogTail,
     WriteConditions,
 )
-from devjobs.controller.observe import RUN_ANNOTATION
-from devjobs.kube.client import FIELD_MANAGER, Kube, KubeError
+from devjobs.errors import DevjobsError
+from devjobs.github.statuses import GitHubStatuses, post_job_status, state_for
+from devjobs.kube import naming
+from devjobs.kube import vocabulary as v
+from devjobs.kube.client import Kube, KubeError, collection_path
+from devjobs.kube.logstore import fetch_log_tails, save_log_tail
 from devjobs.kube.status import write_conditions
 from devjobs.resolver import environment as envmod
 
-if TYPE_CHECKING:
-    from devjobs.controller.report import Reporting
-
 log = logging.getLogger("devjobs.controller")
-COMPONENT = "devjobs-controller"
 
 
 @dataclass
@@ -96,10 +105,8 @@ class RecentCreates:
 
 
 def _spec_hash(action: CreateJob) -> str:
-    from devjobs.kube.vocabulary import ANNOTATION_SPEC_HASH
-
     meta = action.manifest.get("metadata") or {}
-    return str((meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH, ""))
+    return str((meta.get("annotations") or {}).get(v.ANNOTATION_SPEC_HASH, ""))
 
 
 def execute(
@@ -107,7 +114,7 @@ def execute(
     env: envmod.Environment,
     actions: Sequence[Action],
     counters: Counters | None = None,
-    reporting: Reporting | None = None,
+    github: GitHubStatuses | None = None,
     recent: RecentCreates | None = None,
 ) -> None:
     """Run `actions` in order; the first failure raises (KubeError or DevjobsError) and the
@@ -130,25 +137,28 @@ def execute(
             counters.add("job-delete")
             log.info("%s: cancelled Job %s (%s)", env.ref, action.name, action.reason)
         elif isinstance(action, ApplyWorkload):
-            kube.apply(action.patch, field_manager=FIELD_MANAGER)
+            kube.apply(action.patch, field_manager=v.FIELD_MANAGER)
             counters.add("workload-apply")
             log.info("%s: applied init containers to %s", env.ref, action.patch["metadata"]["name"])
         elif isinstance(action, WriteConditions):
             wrote = write_conditions(
                 kube, env.namespace, env.name, action.conditions,
-                remove=action.remove, field_manager=FIELD_MANAGER,
+                remove=action.remove, field_manager=v.FIELD_MANAGER,
             )  # fmt: skip
             if wrote:
                 counters.add("status")
                 log.info("%s: conditions written", env.ref)
         elif isinstance(action, SaveLogTail):
-            if reporting is not None and reporting.save_log_tail(kube, env, action):
+            if keep_log_tail(kube, env, action):
                 counters.add("log-tail")
         elif isinstance(action, ClearManualRequest):
             if clear_request(kube, env, action.value):
                 counters.add("request-clear")
-        elif isinstance(action, RecordEvent) and record_event(kube, env, action):
-            counters.add("event")
+        elif isinstance(action, RecordEvent):
+            if record_event(kube, env, action):
+                counters.add("event")
+        elif isinstance(action, PostStatus) and post_status(kube, env, github, action):
+            counters.add("github-status")
 
 
 def env_path(env: envmod.Environment) -> str:
@@ -161,13 +171,13 @@ def env_path(env: envmod.Environment) -> str:
 def clear_request(kube: Kube, env: envmod.Environment, value: str) -> bool:
     """Remove `devjobs.dev/run` if it still says `value`; False when someone changed it
     meanwhile (the newer request is left for the next reconcile)."""
-    pointer = "/metadata/annotations/" + RUN_ANNOTATION.replace("~", "~0").replace("/", "~1")
+    pointer = "/metadata/annotations/" + v.ANNOTATION_RUN.replace("~", "~0").replace("/", "~1")
     patch = [{"op": "test", "path": pointer, "value": value}, {"op": "remove", "path": pointer}]
     try:
         kube.request(
             "PATCH",
             env_path(env),
-            {"fieldManager": COMPONENT},
+            {"fieldManager": v.CONTROLLER_COMPONENT},
             patch,
             content_type="application/json-patch+json",
         )
@@ -195,7 +205,7 @@ def record_event(kube: Kube, env: envmod.Environment, event: RecordEvent) -> boo
         "reason": event.reason,
         "message": event.message,
         "type": event.type,
-        "source": {"component": COMPONENT},
+        "source": {"component": v.CONTROLLER_COMPONENT},
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,
@@ -208,3 +218,85 @@ def record_event(kube: Kube, env: envmod.Environment, event: RecordEvent) -> boo
         raise
     log.info("%s: event %s: %s", env.ref, event.reason, event.message)
     return True
+
+
+def warn(kube: Kube, env: envmod.Environment, what: str, reason: str, message: str) -> None:
+    """A reporting failure: logged, and a Warning Event (once per distinct failure)."""
+    log.warning("%s: %s", env.ref, message)
+    event = RecordEvent(
+        name=naming.dns_label(env.name, "report", suffix=naming.digest(f"{what}\0{message}")),
+        reason=reason,
+        message=message[:1024],
+        type="Warning",
+    )
+    try:
+        record_event(kube, env, event)
+    except KubeError as error:
+        log.warning("%s: event not recorded: %s", env.ref, error)
+
+
+def keep_log_tail(kube: Kube, env: envmod.Environment, action: SaveLogTail) -> bool:
+    """Read the pod's (init) container logs and keep their tails; False when nothing was
+    written (pod gone, or an error, which becomes a Warning Event)."""
+    try:
+        pod = kube.get(f"{collection_path('v1', 'Pod', env.namespace)}/{quote(action.pod)}")
+        if pod is None:
+            return False
+        tails = fetch_log_tails(kube, env.namespace, pod)
+        owner = {
+            "apiVersion": envmod.API_VERSION,
+            "kind": envmod.KIND,
+            "metadata": {"name": env.name, "namespace": env.namespace, "uid": env.uid},
+        }
+        save_log_tail(kube, env.namespace, owner, action.key, tails, job_name=action.job_name)
+    except (DevjobsError, KubeError) as error:
+        text = f"log tail of {action.key} (Job {action.job_name}) not kept: {error}"
+        warn(kube, env, f"logs/{action.key}", "LogTailNotKept", text)
+        return False
+    log.info("%s: kept the log tail of %s (Job %s)", env.ref, action.key, action.job_name)
+    return True
+
+
+def post_status(
+    kube: Kube, env: envmod.Environment, github: GitHubStatuses | None, action: PostStatus
+) -> bool:
+    """Post the commit status and record it where `observe` reads it back; a refusal is
+    a warning (the next round tries again), never an error of the round."""
+    if github is None:
+        return False
+    state = action.state
+    try:
+        posted = post_job_status(github, action.repository_url, state)
+    except DevjobsError as error:
+        text = f"commit status of {state.key} not posted: {error}"
+        what = f"github/{state.key}/{state.commit}/{state.phase.value}"
+        warn(kube, env, what, "GitHubStatusFailed", text)
+        return False
+    github_state: str = state_for(state.phase)
+    if action.job_name is not None:
+        path = f"{collection_path('batch/v1', 'Job', env.namespace)}/{quote(action.job_name)}"
+        annotations = {v.ANNOTATION_GITHUB_STATE: github_state}
+    elif action.workload is not None:
+        path = f"{collection_path('apps/v1', 'Deployment', env.namespace)}/{quote(action.workload)}"
+        annotations = {v.init_github_state_annotation(state.key): f"{github_state}@{state.commit}"}
+    else:
+        return posted
+    record_annotations(kube, env, path, annotations)
+    return posted
+
+
+def record_annotations(
+    kube: Kube, env: envmod.Environment, path: str, values: dict[str, str]
+) -> None:
+    """A JSON merge patch of these annotations only, with the controller's own field
+    manager: no other field, no other job's value; on the workload a metadata change
+    starts no rollout, and the server-side apply of its init containers never owns (so
+    never removes) them. Catalyst does not watch devjobs' Jobs, so this wakes nobody."""
+    body = {"metadata": {"annotations": values}}
+    try:
+        kube.request(
+            "PATCH", path, {"fieldManager": v.CONTROLLER_COMPONENT}, body,
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+    except KubeError as error:
+        log.warning("%s: posted state not recorded on %s: %s", env.ref, path, error)

@@ -1,4 +1,4 @@
-"""The controller's shell: watches (list + watch, resumable), a work queue, workers.
+"""The controller's shell: one reflector per kind, a work queue, workers.
 
 Why not kopf: kopf gives per-object handlers, but the decision here needs a consistent
 view of several kinds at once (Environment, Project, build Jobs, devjobs' Jobs and pods,
@@ -6,16 +6,16 @@ the workload), and kopf has no "initial list complete" signal for secondary reso
 reconciling before every watch has listed would write half-informed conditions. kopf also
 stores handler progress in annotations on the watched object by default (each such
 write wakes Catalyst's operator), and its peering is its own CRD, not a Lease. So: one
-small informer per kind (list, then watch from the list's resourceVersion, resume from
-the last version seen, re-list on 410), a keyed queue with per-key exponential backoff,
-and `leader.LeaderElector`.
+`kube.reflector.Reflector` per kind, a keyed queue with per-key exponential backoff, and
+`leader.LeaderElector`.
 
 Nothing is remembered outside the cluster: a restarted controller lists everything and
-`decide.reconcile` finds the Jobs it created by their labels and deterministic names.
+`decide` finds the Jobs it created by their labels and deterministic names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import threading
@@ -25,142 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devjobs import catalyst
 from devjobs.controller import act
+from devjobs.controller.actions import CreateJob
 from devjobs.controller.decide import Settings, decide
-from devjobs.controller.observe import BUILD_LABEL, WORKLOAD_LABEL, observe
-from devjobs.controller.report import Reporting
+from devjobs.controller.observe import observe
 from devjobs.errors import DevjobsError
-from devjobs.kube.client import Kube, KubeError, iter_lines
-from devjobs.kube.logstore import LABEL_COMPONENT as LOG_COMPONENT_LABEL
-from devjobs.kube.render import LABEL_ENVIRONMENT
+from devjobs.github.statuses import GitHubStatuses
+from devjobs.kube import vocabulary as v
+from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.reflector import Key, Listener, Reflector, object_key
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
 
 log = logging.getLogger("devjobs.controller")
 
-Key = tuple[str, str]
-MANAGED = "app.kubernetes.io/managed-by=devjobs"
 MAX_BACKOFF = 60.0
-
-
-def _key(obj: Mapping[str, Any]) -> Key:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-
-
-# --- informer -----------------------------------------------------------------------
-
-
-@dataclass
-class Informer:
-    """A local copy of one kind (in one namespace or all), kept by list + watch."""
-
-    kube: Kube
-    kind: str
-    api_version: str
-    path: str
-    query: Mapping[str, str]
-    on_change: Callable[[str, Mapping[str, Any] | None, Mapping[str, Any] | None], None]
-    keep_managed_fields: bool = False
-    store: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    synced: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    watch_seconds: int = 300
-
-    def items(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.store.values())
-
-    def get(self, key: Key) -> dict[str, Any] | None:
-        with self.lock:
-            return self.store.get(key)
-
-    def _clean(self, obj: dict[str, Any]) -> dict[str, Any]:
-        obj.setdefault("apiVersion", self.api_version)
-        obj.setdefault("kind", self.kind)
-        if not self.keep_managed_fields:
-            (obj.get("metadata") or {}).pop("managedFields", None)
-        return obj
-
-    def _set(self, obj: dict[str, Any]) -> None:
-        key = _key(obj)
-        with self.lock:
-            old = self.store.get(key)
-            self.store[key] = obj
-        if old is None or old["metadata"].get("resourceVersion") != obj["metadata"].get(
-            "resourceVersion"
-        ):
-            self.on_change(self.kind, old, obj)
-
-    def _remove(self, obj: Mapping[str, Any]) -> None:
-        with self.lock:
-            old = self.store.pop(_key(obj), None)
-        if old is not None:
-            self.on_change(self.kind, old, None)
-
-    def _list(self) -> str:
-        data = self.kube.request("GET", self.path, dict(self.query))
-        items = {_key(o): self._clean(o) for o in data.get("items") or []}
-        with self.lock:
-            gone = [o for k, o in self.store.items() if k not in items]
-        for obj in gone:
-            self._remove(obj)
-        for obj in items.values():
-            self._set(obj)
-        self.synced.set()
-        return str(data["metadata"]["resourceVersion"])
-
-    def run(self, stop: threading.Event) -> None:
-        version: str | None = None
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                if version is None:
-                    version = self._list()
-                version = self._watch(version, stop)
-                delay = 0.5
-            except KubeError as error:
-                if error.status == 410:
-                    version = None
-                    continue
-                log.warning("watch %s %s: %s (retry in %.1fs)", self.kind, self.path, error, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
-            except Exception as error:  # a broken stream: resume from the last version
-                log.warning("watch %s %s: %s (retry in %.1fs)", self.kind, self.path, error, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
-
-    def _watch(self, version: str, stop: threading.Event) -> str:
-        query: dict[str, str | int | bool] = {
-            **self.query,
-            "watch": True,
-            "resourceVersion": version,
-            "allowWatchBookmarks": True,
-            "timeoutSeconds": self.watch_seconds,
-        }
-        response = self.kube.request(
-            "GET", self.path, query, timeout=(10, self.watch_seconds + 30), stream=True
-        )
-        import json
-
-        try:
-            for line in iter_lines(response):
-                if stop.is_set():
-                    break
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    raise KubeError(int(obj.get("code") or 0), str(obj.get("reason") or ""),
-                                    str(obj.get("message") or ""))  # fmt: skip
-                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                if kind in ("ADDED", "MODIFIED"):
-                    self._set(self._clean(obj))
-                elif kind == "DELETED":
-                    self._remove(obj)
-        finally:
-            response.release_conn()
-        return version
 
 
 # --- queue ----------------------------------------------------------------------------
@@ -262,12 +142,13 @@ class Controller:
         kube: Kube,
         config: Config,
         resolver: PlanResolver = resolve_plan,
-        reporting: Reporting | None = None,
+        github: GitHubStatuses | None = None,
     ) -> None:
         self.kube = kube
         self.config = config
+        self.settings = dataclasses.replace(config.settings, github=github is not None)
         self.resolver = resolver
-        self.reporting = reporting if reporting is not None else Reporting()
+        self.github = github
         self.queue = WorkQueue()
         self.stats = Stats()
         self._failures: dict[Key, int] = {}
@@ -275,7 +156,7 @@ class Controller:
         """Jobs created and not yet seen by the Job informer (no second apply)."""
         self._plans: dict[str, JobPlan | str] = {}
         self._plans_lock = threading.Lock()
-        self.informers: dict[str, list[Informer]] = {}
+        self.informers: dict[str, list[Reflector]] = {}
         self._build_informers()
 
     # -- wiring
@@ -287,50 +168,67 @@ class Controller:
 
     def _build_informers(self) -> None:
         env_prefix = f"/apis/{envmod.API_VERSION}"
-        kinds: list[tuple[str, str, str, str, dict[str, str], bool]] = [
-            ("Environment", envmod.API_VERSION, env_prefix, "environments", {}, True),
-            ("Project", envmod.API_VERSION, env_prefix, "projects", {}, False),
-            ("Job", "batch/v1", "/apis/batch/v1", "jobs", {"labelSelector": MANAGED}, False),
-            ("BuildJob", "batch/v1", "/apis/batch/v1", "jobs",
-             {"labelSelector": f"{BUILD_LABEL}=build"}, False),
-            ("Pod", "v1", "/api/v1", "pods", {"labelSelector": MANAGED}, False),
+        build_selector = f"{catalyst.BUILD_TYPE_LABEL}={catalyst.BUILD_TYPE}"
+        workload = f"metadata.name={self.config.workload}"
+        kinds: list[tuple[str, str, str, str, str, dict[str, str], bool]] = [
+            ("Environment", envmod.API_VERSION, envmod.KIND, env_prefix, "environments", {}, True),
+            ("Project", envmod.API_VERSION, "Project", env_prefix, "projects", {}, False),
+            ("Job", "batch/v1", "Job", "/apis/batch/v1", "jobs",
+             {"label_selector": v.MANAGED_SELECTOR}, False),
+            ("BuildJob", "batch/v1", "Job", "/apis/batch/v1", "jobs",
+             {"label_selector": build_selector}, False),
+            ("Pod", "v1", "Pod", "/api/v1", "pods", {"label_selector": v.MANAGED_SELECTOR}, False),
             # The workload's pods that run devjobs' init containers (InitContainer jobs).
-            ("WorkloadPod", "v1", "/api/v1", "pods", {"labelSelector": WORKLOAD_LABEL}, False),
-            # Kept log tails (kube.logstore): which Job's logs each one holds.
-            ("ConfigMap", "v1", "/api/v1", "configmaps",
-             {"labelSelector": f"{LOG_COMPONENT_LABEL}=log-tail"}, False),
-            ("Deployment", "apps/v1", "/apis/apps/v1", "deployments",
-             {"fieldSelector": f"metadata.name={self.config.workload}"}, False),
+            ("WorkloadPod", "v1", "Pod", "/api/v1", "pods",
+             {"label_selector": v.LABEL_WORKLOAD}, False),
+            # Kept log records (kube.logstore): which Job's logs each one holds.
+            ("ConfigMap", "v1", "ConfigMap", "/api/v1", "configmaps",
+             {"label_selector": v.LOG_SELECTOR}, False),
+            ("Deployment", "apps/v1", "Deployment", "/apis/apps/v1", "deployments",
+             {"field_selector": workload}, False),
         ]  # fmt: skip
-        for kind, api_version, prefix, plural, query, managed_fields in kinds:
+        for name, api_version, kind, prefix, plural, selectors, managed_fields in kinds:
             paths = self._paths(prefix, plural)
             ns = self.config.project_namespace
             if (
-                kind == "Project"
+                name == "Project"
                 and self.config.namespaces
                 and ns
                 and ns not in self.config.namespaces
             ):
                 paths.append(f"{prefix}/namespaces/{ns}/{plural}")
-            self.informers[kind] = [
-                Informer(self.kube, {"BuildJob": "Job", "WorkloadPod": "Pod"}.get(kind, kind),
-                         api_version, path,
-                         query, self._changed, keep_managed_fields=managed_fields)
-                for path in paths
-            ]  # fmt: skip
+            reflectors = []
+            for path in paths:
+                reflector = Reflector(
+                    self.kube, path, api_version=api_version, kind=kind,
+                    keep_managed_fields=managed_fields,
+                    label_selector=selectors.get("label_selector"),
+                    field_selector=selectors.get("field_selector"),
+                )  # fmt: skip
+                reflector.add_listener(self._listener(name))
+                reflectors.append(reflector)
+            self.informers[name] = reflectors
+
+    def _listener(self, name: str) -> Listener:
+        def changed(
+            _event: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+        ) -> None:
+            self._changed(name, old, new)
+
+        return changed
 
     def _items(self, kind: str) -> list[dict[str, Any]]:
         return [o for inf in self.informers[kind] for o in inf.items()]
 
     def _envs_in(self, namespace: str) -> list[Key]:
-        return [_key(e) for e in self._items("Environment") if _key(e)[0] == namespace]
+        return [object_key(e) for e in self._items("Environment") if object_key(e)[0] == namespace]
 
     def _changed(
         self, kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
     ) -> None:
         obj = new if new is not None else old
         assert obj is not None
-        namespace, name = _key(obj)
+        namespace, name = object_key(obj)
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
         if kind == "Environment":
@@ -338,10 +236,10 @@ class Controller:
         elif kind == "Project":
             for env in self._items("Environment"):
                 ref = ((env.get("spec") or {}).get("projectRef") or {}).get("name")
-                env_ns = _key(env)[0]
+                env_ns = object_key(env)[0]
                 if ref == name and namespace in (env_ns, self.config.project_namespace):
-                    self.queue.add(_key(env))
-        elif kind == "Job" and labels.get(BUILD_LABEL) == "build" or kind == "Deployment":
+                    self.queue.add(object_key(env))
+        elif kind in ("BuildJob", "Deployment"):
             for key in self._envs_in(namespace):
                 self.queue.add(key)
         else:  # devjobs' Jobs and pods: their Environment
@@ -349,7 +247,7 @@ class Controller:
             if owners:
                 self.queue.add((namespace, str(owners[0].get("name"))))
                 return
-            env_label = labels.get(LABEL_ENVIRONMENT) or labels.get(WORKLOAD_LABEL)
+            env_label = labels.get(v.LABEL_ENVIRONMENT) or labels.get(v.LABEL_WORKLOAD)
             for key in self._envs_in(namespace):
                 if env_label in (key[1], None):
                     self.queue.add(key)
@@ -361,10 +259,10 @@ class Controller:
         Project namespace; never in any other (a Project's jobs run only in its
         Environments' namespaces, and an Environment cannot borrow another team's)."""
         ref = ((env.get("spec") or {}).get("projectRef") or {}).get("name")
-        namespace = _key(env)[0]
+        namespace = object_key(env)[0]
         for ns in (namespace, self.config.project_namespace):
             for inf in self.informers["Project"]:
-                found = inf.get((str(ns), str(ref)))
+                found = inf.get(str(ns), str(ref))
                 if found is not None:
                     return found
         return None
@@ -395,7 +293,7 @@ class Controller:
     def reconcile_one(self, key: Key) -> float | None:
         """One round for one Environment; returns a delay to look again (errors), or None."""
         env_obj = next(
-            (inf.get(key) for inf in self.informers["Environment"] if inf.get(key)), None
+            (found for inf in self.informers["Environment"] if (found := inf.get(*key))), None
         )
         if env_obj is None:
             return None
@@ -415,37 +313,33 @@ class Controller:
             except DevjobsError as error:
                 plan_error = str(error)
                 retry = self._backoff(key)
-        in_ns = [o for o in self._items("Job") if _key(o)[0] == namespace]
+
+        def in_ns(kind: str) -> list[dict[str, Any]]:
+            return [o for o in self._items(kind) if object_key(o)[0] == namespace]
+
+        jobs = in_ns("Job")
         observed = observe(
             env_obj,
             plan=plan,
             plan_error=plan_error,
             project=project,
-            build_jobs=[o for o in self._items("BuildJob") if _key(o)[0] == namespace],
-            deployment=next(
-                (o for o in self._items("Deployment") if _key(o)[0] == namespace), None
-            ),
-            jobs=in_ns,
-            pods=[o for o in self._items("Pod") if _key(o)[0] == namespace],
-            workload_pods=[o for o in self._items("WorkloadPod") if _key(o)[0] == namespace],
-            log_configmaps=[o for o in self._items("ConfigMap") if _key(o)[0] == namespace],
+            build_jobs=in_ns("BuildJob"),
+            deployment=next(iter(in_ns("Deployment")), None),
+            jobs=jobs,
+            pods=in_ns("Pod"),
+            workload_pods=in_ns("WorkloadPod"),
+            log_configmaps=in_ns("ConfigMap"),
             workload_name=self.config.workload,
         )
-        self.recent.seen(namespace, [str(o["metadata"]["name"]) for o in in_ns])
-        decision = decide(observed, self.config.settings)
-        actions = decision.actions
+        self.recent.seen(namespace, [str(o["metadata"]["name"]) for o in jobs])
+        actions = decide(observed, self.settings).actions
         if actions:
-            if any(type(a).__name__ == "CreateJob" for a in actions):
+            if any(isinstance(a, CreateJob) for a in actions):
                 self.stats.first_create.setdefault(key, time.monotonic())
             act.execute(
-                self.kube, observed.environment, actions, self.stats.counters, self.reporting,
+                self.kube, observed.environment, actions, self.stats.counters, self.github,
                 self.recent,
             )  # fmt: skip
-        # After the actions: a workload patch applied this round makes its InitContainer
-        # jobs `pending` (`decision.init_statuses`), as `devjobs run` posts them.
-        self.reporting.post_statuses(
-            self.kube, observed, decision.init_statuses, decision.init_cancelled
-        )
         if retry is None:
             self._failures.pop(key, None)
         return retry
@@ -478,13 +372,9 @@ class Controller:
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         """Watch and reconcile until `stop` is set."""
-        threads = [
-            threading.Thread(target=inf.run, args=(stop,), name=f"watch-{inf.kind}", daemon=True)
-            for infs in self.informers.values()
-            for inf in infs
-        ]
-        for thread in threads:
-            thread.start()
+        for reflectors in self.informers.values():
+            for reflector in reflectors:
+                reflector.start(stop)
         all_informers = [inf for infs in self.informers.values() for inf in infs]
         while not stop.is_set() and not all(inf.synced.is_set() for inf in all_informers):
             stop.wait(0.05)

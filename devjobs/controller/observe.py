@@ -15,48 +15,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from devjobs import catalyst
 from devjobs.kube import naming
-from devjobs.kube.jobstate import InitContainerRun, JobState, init_runs, job_state
-from devjobs.kube.render import (
-    ANNOTATION_ATTEMPT,
-    ANNOTATION_COMMIT,
-    ANNOTATION_JOB_KEY,
-    LABEL_ENVIRONMENT,
-    LABEL_TRIGGER,
-)
+from devjobs.kube import vocabulary as v
+from devjobs.kube.jobs import JobObs, LogTail, belongs_to, jobs_with_pods, log_tails
+from devjobs.kube.jobstate import InitContainerRun, init_runs
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
 
-RUN_ANNOTATION = "devjobs.dev/run"
-"""`job[,job]`: the Manual jobs a UI or `devjobs run` asks the controller to start."""
-GITHUB_STATE_ANNOTATION = "devjobs.dev/github-state"
-"""On a Job: the GitHub commit state last posted for it."""
-REQUEST_ANNOTATION = naming.label("request")
-"""On a Manual Job: the id of the request that started it (see `manual_request`)."""
-BUILD_LABEL = "catalyst.dev/job-type"
-BUILD_NAME_LABEL = "catalyst.dev/build"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-WORKLOAD_LABEL = naming.label("workload")
-"""On the workload's pod template (applied with devjobs' init containers): the
-Environment whose InitContainer jobs its pods run. The controller watches pods by it."""
-LOG_JOB_ANNOTATION = naming.label("job-name")
-"""On a log-tail ConfigMap (`kube.logstore`): the Job whose pod's logs it holds, so a
-finished Job's logs are kept once and a later run of the same job replaces them."""
-PROVISIONING_PHASES = frozenset({"", "Pending", "Provisioning"})
-"""Phases before Catalyst has provisioned the environment (the CRD lists Pending too)."""
-
-
-def init_github_state_annotation(key: str) -> str:
-    """On the workload Deployment, one per InitContainer job (`source/job`): the GitHub
-    commit state last posted for it, as `<state>@<commit>` (the Deployment outlives
-    commits, a Job does not). Keyed by job, so posting one job's status never rewrites
-    another's value."""
-    source, _, job = key.partition("/")
-    return naming.label(naming.label_value(f"github-state.{source}.{job}"))
-
 
 def parse_init_github_state(value: str | None) -> tuple[str, str] | None:
-    """`<state>@<commit>` -> (commit, state), or None."""
+    """`<state>@<commit>` (`vocabulary.init_github_state_annotation`) -> (commit, state)."""
     state, _, commit = (value or "").partition("@")
     return (commit, state) if state and commit else None
 
@@ -104,46 +73,13 @@ class WorkloadObs:
     def recorded_github_state(self, key: str) -> tuple[str, str] | None:
         """(commit, GitHub state) last posted for InitContainer job `key`, or None."""
         return parse_init_github_state(
-            dict(self.github_states).get(init_github_state_annotation(key))
+            dict(self.github_states).get(v.init_github_state_annotation(key))
         )
 
     def github_state(self, key: str, commit: str) -> str | None:
         """The GitHub state last posted for InitContainer job `key` at `commit`, or None."""
         recorded = self.recorded_github_state(key)
         return recorded[1] if recorded is not None and recorded[0] == commit else None
-
-
-@dataclass(frozen=True)
-class JobObs:
-    """A batch/v1 Job devjobs created for this Environment."""
-
-    name: str
-    key: str
-    trigger: str
-    commit: str
-    attempt: str
-    request_id: str | None
-    created: str
-    deleting: bool
-    state: JobState
-    terminal: bool = False
-    """The Job itself has ended (Complete or Failed): nothing left to cancel. A Job whose
-    pod cannot pull its image is reported Failed but still holds a pod until cancelled."""
-    pod: str | None = None
-    """Its newest pod (whose logs are kept when the job ends), if it still has one."""
-    github_state: str | None = None
-    """The GitHub commit state last posted for this Job (its annotation), so a restarted
-    controller does not post it again."""
-
-
-@dataclass(frozen=True)
-class LogTail:
-    """A kept log tail (`kube.logstore` ConfigMap) of one job of this Environment."""
-
-    key: str
-    job_name: str
-    logs: Mapping[str, str]
-    """`<container>.log` -> tail."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +97,7 @@ class Observed:
     workload: WorkloadObs | None = None
     jobs: tuple[JobObs, ...] = ()
     manual: ManualRequest | None = None
-    workload_name: str = "web"
+    workload_name: str = catalyst.WORKLOAD_DEPLOYMENT
     log_tails: Mapping[str, LogTail] = dataclasses.field(default_factory=dict)
     """Job key -> its kept log tail."""
 
@@ -182,11 +118,11 @@ def manual_request(env: Mapping[str, Any]) -> ManualRequest | None:
     time and manager of the write that last set it (from `managedFields`): stable while
     the annotation stands, new when someone asks again."""
     meta = _map(env.get("metadata"))
-    value = _map(meta.get("annotations")).get(RUN_ANNOTATION)
+    value = _map(meta.get("annotations")).get(v.ANNOTATION_RUN)
     if not isinstance(value, str):
         return None
     jobs = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
-    key = f"f:{RUN_ANNOTATION}"
+    key = f"f:{v.ANNOTATION_RUN}"
     stamp = ""
     for entry in _list(meta.get("managedFields")):
         fields = _map(_map(_map(entry).get("fieldsV1")).get("f:metadata")).get("f:annotations")
@@ -213,7 +149,7 @@ def build_obs(job: Mapping[str, Any]) -> BuildObs:
     failed = conds.get("Failed") == "True" or conds.get("FailureTarget") == "True"
     return BuildObs(
         name=str(meta.get("name", "")),
-        build=str(_map(meta.get("labels")).get(BUILD_NAME_LABEL, "")),
+        build=str(_map(meta.get("labels")).get(catalyst.BUILD_NAME_LABEL, "")),
         succeeded=done,
         failed=failed and not done,
         created=str(meta.get("creationTimestamp") or ""),
@@ -256,93 +192,21 @@ def workload_obs(
         ),
         template_labels=tuple(
             sorted(
-                (str(k), str(v))
-                for k, v in _map(
+                (str(k), str(value))
+                for k, value in _map(
                     _map(_map(spec.get("template")).get("metadata")).get("labels")
                 ).items()
             )
         ),
-        init_runs=init_runs(pods, "devjobs-"),
+        init_runs=init_runs(pods, v.INIT_PREFIX),
         github_states=tuple(
             sorted(
-                (str(k), str(v))
-                for k, v in _map(meta.get("annotations")).items()
-                if str(k).startswith(f"{GITHUB_STATE_ANNOTATION}.")
+                (str(k), str(value))
+                for k, value in _map(meta.get("annotations")).items()
+                if str(k).startswith(v.GITHUB_STATE_ANNOTATION_PREFIX)
             )
         ),
     )
-
-
-def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs:
-    meta = _map(job.get("metadata"))
-    labels = _map(meta.get("labels"))
-    annotations = _map(meta.get("annotations"))
-    request = annotations.get(REQUEST_ANNOTATION)
-    github_state = annotations.get(GITHUB_STATE_ANNOTATION)
-    return JobObs(
-        name=str(meta.get("name", "")),
-        key=str(annotations.get(ANNOTATION_JOB_KEY, "")),
-        trigger=str(labels.get(LABEL_TRIGGER, "")),
-        commit=str(annotations.get(ANNOTATION_COMMIT, "")),
-        attempt=str(annotations.get(ANNOTATION_ATTEMPT, "0")),
-        request_id=request if isinstance(request, str) else None,
-        created=str(meta.get("creationTimestamp") or ""),
-        deleting=bool(meta.get("deletionTimestamp")),
-        state=job_state(job, pods),
-        github_state=github_state if isinstance(github_state, str) else None,
-        terminal=any(
-            _map(c).get("type") in ("Complete", "Failed") and _map(c).get("status") == "True"
-            for c in _list(_map(job.get("status")).get("conditions"))
-        ),
-        pod=max(
-            (
-                (str(_map(p.get("metadata")).get("creationTimestamp") or ""),
-                 str(_map(p.get("metadata")).get("name") or ""))
-                for p in pods
-            ),
-            default=(None, None),
-        )[1],
-    )  # fmt: skip
-
-
-def log_tails(
-    configmaps: Sequence[Mapping[str, Any]], env: envmod.Environment
-) -> dict[str, LogTail]:
-    from devjobs.kube.logstore import ANNOTATION_ENVIRONMENT, ANNOTATION_JOB_KEY
-
-    tails: dict[str, LogTail] = {}
-    for cm in configmaps:
-        meta = _map(cm.get("metadata"))
-        annotations = _map(meta.get("annotations"))
-        if meta.get("namespace") != env.namespace:
-            continue
-        if annotations.get(ANNOTATION_ENVIRONMENT) != env.name:
-            continue
-        key = str(annotations.get(ANNOTATION_JOB_KEY) or "")
-        if key:
-            tails[key] = LogTail(
-                key, str(annotations.get(LOG_JOB_ANNOTATION) or ""), dict(_map(cm.get("data")))
-            )
-    return tails
-
-
-def environment_label(env_name: str) -> str:
-    """The `devjobs.dev/environment` label value the renderer puts on its Jobs."""
-    return naming.label_value(env_name)
-
-
-def belongs_to(obj: Mapping[str, Any], env: envmod.Environment) -> bool:
-    """Whether a devjobs Job (or pod) is this Environment's: owner uid when set, else
-    the environment label (a Job rendered from a file has no owner)."""
-    meta = _map(obj.get("metadata"))
-    if meta.get("namespace") != env.namespace:
-        return False
-    owners = [_map(o) for o in _list(meta.get("ownerReferences"))]
-    if env.uid and any(o.get("uid") == env.uid for o in owners):
-        return True
-    if any(o.get("kind") == envmod.KIND for o in owners):
-        return False
-    return _map(meta.get("labels")).get(LABEL_ENVIRONMENT) == environment_label(env.name)
 
 
 def observe(
@@ -357,17 +221,13 @@ def observe(
     pods: Sequence[Mapping[str, Any]] = (),
     workload_pods: Sequence[Mapping[str, Any]] = (),
     log_configmaps: Sequence[Mapping[str, Any]] = (),
-    workload_name: str = "web",
+    workload_name: str = catalyst.WORKLOAD_DEPLOYMENT,
 ) -> Observed:
     """Assemble an `Observed` from API objects (those of other environments are ignored)."""
     env = envmod.from_object(env_obj)
     status = _map(env_obj.get("status"))
-    pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
-    for pod in pods:
-        owner = _map(_map(pod.get("metadata")).get("labels")).get(JOB_NAME_LABEL)
-        if isinstance(owner, str):
-            pods_by_job.setdefault(owner, []).append(pod)
-    own = [j for j in jobs if belongs_to(j, env)]
+    namespace = env.namespace
+    own = [j for j in jobs if belongs_to(j, env, namespace)]
     return Observed(
         environment=env,
         phase=str(status.get("phase") or ""),
@@ -386,16 +246,14 @@ def observe(
                 p
                 for p in workload_pods
                 if _map(p.get("metadata")).get("namespace") == env.namespace
-                and _map(_map(p.get("metadata")).get("labels")).get(WORKLOAD_LABEL)
-                == environment_label(env.name)
+                and _map(_map(p.get("metadata")).get("labels")).get(v.LABEL_WORKLOAD)
+                == naming.label_value(env.name)
             ],
         )
         if deployment is not None
         else None,
-        jobs=tuple(
-            job_obs(j, pods_by_job.get(str(_map(j.get("metadata")).get("name")), [])) for j in own
-        ),
+        jobs=tuple(jobs_with_pods(own, pods)),
         manual=manual_request(env_obj),
         workload_name=workload_name,
-        log_tails=log_tails(log_configmaps, env),
+        log_tails=log_tails(log_configmaps, env, namespace),
     )

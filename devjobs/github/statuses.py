@@ -26,7 +26,7 @@ import re
 import string
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from devjobs.errors import DevjobsError
@@ -252,4 +252,29 @@ def post_job_status(
         context=status_context(state.source, state.job),
         state=state_for(state.phase),
         description=description_for(state),
+    )
+
+
+CONTROLLER_TOKEN_VARIABLES = ("DEVJOBS_GITHUB_TOKEN",)
+"""The controller's token, from a Secret (`deploy/deployment.yaml`: secret
+`devjobs-github`, key `token`, optional). Never a flag: flags show in `ps` and the pod."""
+RUN_TOKEN_VARIABLES = ("DEVJOBS_GITHUB_TOKEN", "GITHUB_TOKEN")
+"""Where `devjobs run` finds a token; the first one set wins."""
+
+
+def from_environment(
+    environ: Mapping[str, str],
+    variables: Sequence[str],
+    *,
+    api_url: str = "https://api.github.com",
+    target_url: str | None = None,
+) -> GitHubStatuses | None:
+    """A client when one of `variables` holds a token, else None. Short waits: a run
+    waits for its jobs, a controller worker for the next Environment, not for GitHub (a
+    rate limit longer than 10 s is reported, not slept through)."""
+    token = next((environ[name].strip() for name in variables if environ.get(name, "").strip()), "")
+    if not token:
+        return None
+    return GitHubStatuses(
+        token, api_url=api_url, target_url_template=target_url, max_retries=2, max_wait=10.0
     )

@@ -5,7 +5,14 @@ Public API:
     job_condition(state, *, generation, log_tail="") -> dict
     aggregate_condition(states, *, generation) -> dict     type `JobsSucceeded`
     merge_conditions(existing, desired, *, now) -> list[dict] | None
-    AGGREGATE_TYPE, MAX_MESSAGE_BYTES, is_devjobs_type(type)
+    environment_conditions(jobs: EnvironmentJobs) -> list[dict]
+                         every condition devjobs keeps on an Environment, from its jobs
+    AGGREGATE_TYPE, PRE_DEPLOY_GATE, MAX_MESSAGE_BYTES, is_devjobs_type(type)
+
+`environment_conditions` is the one definition of what the conditions say: `devjobs run`
+and the controller both call it, so `JobsSucceeded` and `PreDeployJobsSucceeded` mean the
+same whoever writes them: every job of the current commit's plan (those not run yet are
+Pending) plus the newest Manual run of each job at that commit.
 
 Pure and deterministic: the controller calls these on every reconcile and writes only
 when `merge_conditions` says something changed, because every write to the Environment
@@ -16,13 +23,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from devjobs.errors import DevjobsError
-from devjobs.kube.jobstate import JobState, Phase
+from devjobs.kube.jobstate import JobState, Phase, declared_state
+from devjobs.resolver.models import JobPlan, RunAs, Trigger
 
 AGGREGATE_TYPE = "JobsSucceeded"
+PRE_DEPLOY_GATE = "PreDeployJobsSucceeded"
+"""Aggregate of the current commit's PreDeploy Jobs: what a deploy waits for."""
 TYPE_PREFIX = "Job."
 MAX_TYPE_LENGTH = 316
 MAX_MESSAGE_BYTES = 1024
@@ -123,6 +134,88 @@ def aggregate_condition(states: Sequence[JobState], *, generation: int) -> dict[
         "message": _truncate_bytes("; ".join(parts), MAX_MESSAGE_BYTES),
         "observedGeneration": max(0, generation),
     }
+
+
+def short(revision: str) -> str:
+    """A commit as people quote it (7 characters); a branch as it is."""
+    return revision[:7] if is_sha(revision) else revision
+
+
+def is_sha(text: str) -> bool:
+    return len(text) >= 7 and all(c in "0123456789abcdef" for c in text.lower())
+
+
+def commit_label(current: Mapping[str, str]) -> str:
+    """`commit abc1234`, or `commits app@abc1234, api@def5678` for several sources."""
+    values = {short(v) for v in current.values() if v}
+    if len(values) <= 1:
+        return f"commit {next(iter(values), 'unknown')}"
+    return "commits " + ", ".join(f"{k}@{short(v)}" for k, v in sorted(current.items()) if v)
+
+
+def reported_jobs(plan: JobPlan) -> list[str]:
+    """Keys of the plan's jobs that get a condition at every commit: all but Manual jobs
+    and the setup steps that run only as steps of other Jobs."""
+    setup = {f"{job.source}/{step}" for job in plan.jobs for step in job.setup}
+    return [
+        job.key
+        for job in plan.jobs
+        if job.trigger is not Trigger.MANUAL and not (job.key in setup and job.run_as is RunAs.JOB)
+    ]
+
+
+@dataclass(frozen=True)
+class EnvironmentJobs:
+    """What an Environment's conditions are made from."""
+
+    plan: JobPlan
+    generation: int
+    current: Mapping[str, str]
+    """Source -> the revision its jobs run at now (`podspec.revisions`)."""
+    lifecycle: Mapping[str, JobState]
+    """Job key -> state, for each of `reported_jobs(plan)`; a missing one is Pending."""
+    manual: Sequence[JobState] = ()
+    """The newest Manual run of each job at the current commit."""
+    log_tails: Mapping[str, str] = field(default_factory=dict)
+    """Job key -> the tail of its finished run's own containers, for the message."""
+
+
+def environment_conditions(jobs: EnvironmentJobs) -> list[dict[str, Any]]:
+    """`Job.<source>.<job>` for each reported job and Manual run, then `JobsSucceeded`
+    over all of them and `PreDeployJobsSucceeded` over the PreDeploy Jobs; every
+    message starts with the commit it is about."""
+    label = commit_label(jobs.current)
+    by_key = {job.key: job for job in jobs.plan.jobs}
+    states: list[JobState] = []
+    gate: list[JobState] = []
+    for key in reported_jobs(jobs.plan):
+        job = by_key[key]
+        state = jobs.lifecycle.get(key) or not_run(job.source, job.name, label)
+        states.append(state)
+        if job.trigger is Trigger.PRE_DEPLOY and job.run_as is RunAs.JOB:
+            gate.append(state)
+    lifecycle_keys = {s.key for s in states}
+    states += [s for s in jobs.manual if s.key not in lifecycle_keys]
+    conditions = [
+        job_condition(
+            replace(state, message=f"{label}: {state.message}"),
+            generation=jobs.generation,
+            log_tail=jobs.log_tails.get(state.key, "") if state.phase.finished else "",
+        )
+        for state in states
+    ]
+    aggregate = aggregate_condition(states, generation=jobs.generation)
+    aggregate["message"] = f"{label}: {aggregate['message']}"[:MAX_MESSAGE_BYTES]
+    pre_deploy = aggregate_condition(gate, generation=jobs.generation)
+    pre_deploy["type"] = PRE_DEPLOY_GATE
+    pre_deploy["message"] = f"{label}: {pre_deploy['message']}"[:MAX_MESSAGE_BYTES]
+    return [*conditions, aggregate, pre_deploy]
+
+
+def not_run(source: str, job: str, label: str) -> JobState:
+    """A job with no run at the current commit (`label`: `commit abc1234`)."""
+    message = f"not run at this {label.split()[0]}"
+    return declared_state(source, job, Phase.PENDING, "Waiting", message)
 
 
 def merge_conditions(

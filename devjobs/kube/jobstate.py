@@ -80,6 +80,25 @@ class JobState:
         return f"{self.source}/{self.job}"
 
 
+def declared_state(
+    source: str, job: str, phase: Phase, reason: str, message: str, commit: str | None = None
+) -> JobState:
+    """A state devjobs declares itself (waiting, blocked, cancelled): nothing ran, so no
+    exit code, times or Job."""
+    return JobState(
+        source=source,
+        job=job,
+        phase=phase,
+        reason=reason,
+        exit_code=None,
+        started=None,
+        finished=None,
+        message=message,
+        commit=commit,
+        job_name=None,
+    )
+
+
 def parse_time(value: Any) -> datetime | None:
     """An RFC 3339 API timestamp (`2024-05-01T10:00:00Z`) or None when absent/invalid."""
     if not isinstance(value, str) or not value:

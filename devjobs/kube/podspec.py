@@ -157,3 +157,9 @@ def revision_of(plan: JobPlan, environment: Environment, source: str) -> str:
     if info and (info.commit_sha or info.branch):
         return info.commit_sha or info.branch or ""
     return ""
+
+
+def revisions(plan: JobPlan, environment: Environment) -> dict[str, str]:
+    """Source -> the revision its jobs run at now (the Environment's pin, else the plan's)."""
+    names = [s.name for s in plan.sources] + [s.name for s in environment.sources]
+    return {name: revision_of(plan, environment, name) for name in dict.fromkeys(names)}
