@@ -30,8 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devjobs.controller.main import Config, Controller, Informer
+from devjobs.controller.main import Config, Controller
 from devjobs.kube.client import Kube
+from devjobs.kube.reflector import Reflector
+from devjobs.kube.vocabulary import MANAGED_SELECTOR
 from tests import catalyst
 from tests.cluster import binaries, crds
 from tests.cluster.controlplane import ControlPlane
@@ -115,10 +117,10 @@ def run(args: Any, client: Any, url: str, sha: str, work: Path, stop: threading.
                 complete_at[env] = time.monotonic()
 
     watcher_kube = Kube(client)
-    selector = {"labelSelector": "app.kubernetes.io/managed-by=devjobs"}
     jobs_path = f"/apis/batch/v1/namespaces/{NS}/jobs"
-    watcher = Informer(watcher_kube, "Job", "batch/v1", jobs_path, selector, on_job)
-    threading.Thread(target=watcher.run, args=(stop,), daemon=True).start()
+    watcher = Reflector(watcher_kube, jobs_path, label_selector=MANAGED_SELECTOR)
+    watcher.add_listener(on_job)
+    watcher.start(stop)
 
     rss_before = rss_mib()
     kube = Kube(client)

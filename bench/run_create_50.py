@@ -28,8 +28,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from devjobs.cli import build_parser
+    from devjobs.cli.run import run_on_cluster
     from devjobs.kube.client import Kube
-    from devjobs.runner.cluster_run import run_on_cluster
     from tests import catalyst
     from tests.catalyst import create_environment, write_devcontainer, write_project
     from tests.cluster import binaries, crds

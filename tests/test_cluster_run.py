@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from devjobs.cli.run import run_on_cluster
 from devjobs.kube.client import Kube
 from devjobs.kube.logstore import configmap_name
-from devjobs.runner.cluster_run import run_on_cluster
 from tests import catalyst
 from tests.catalyst import create_environment, project, write_devcontainer, write_project
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devjobs.runner.cluster_run import run_on_cluster
+from devjobs.cli.run import run_on_cluster
 from tests.catalyst import DEVCONTAINER
 from tests.cluster.restart import restart_apiserver
 from tests.test_cluster_run import env, environment_conditions, parse  # noqa: F401

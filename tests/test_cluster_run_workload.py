@@ -146,7 +146,7 @@ def test_devjobs_run_at_predeploy_follows_the_rollout_and_reports_the_init_conta
     import sys
 
     from devjobs.cli import build_parser
-    from devjobs.runner.cluster_run import run_on_cluster
+    from devjobs.cli.run import run_on_cluster
 
     kube = Kube(kube_client)
     kube.apply(deployment(namespace), field_manager="catalyst")

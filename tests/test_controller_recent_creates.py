@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from devjobs.controller import act
-from devjobs.controller.decide import CreateJob
+from devjobs.controller.actions import CreateJob
 from devjobs.kube.client import Kube
 from devjobs.kube.vocabulary import ANNOTATION_SPEC_HASH
 from devjobs.resolver import environment as envmod

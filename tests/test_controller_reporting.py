@@ -10,6 +10,7 @@ request that breaks the documented contract.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from devjobs.controller import act, reporting
 from devjobs.controller.decide import Settings, decide
 from devjobs.controller.main import Config, Controller
 from devjobs.controller.observe import observe
-from devjobs.controller.report import Reporting, github_from_env
-from devjobs.github.statuses import GitHubStatuses
+from devjobs.github.statuses import CONTROLLER_TOKEN_VARIABLES, GitHubStatuses, from_environment
 from devjobs.kube.client import Kube, connect
 from devjobs.kube.jobstate import JobState, Phase
 from devjobs.kube.logstore import read_log_tail
@@ -57,9 +58,9 @@ def github() -> Iterator[FakeGitHub]:
         yield fake
 
 
-def reporting(github: FakeGitHub) -> Reporting:
+def statuses_client(github: FakeGitHub) -> GitHubStatuses:
     """Commit statuses to the fake GitHub with the token it accepts."""
-    return Reporting(github=GitHubStatuses(TOKEN, api_url=github.url, max_wait=1))
+    return GitHubStatuses(TOKEN, api_url=github.url, max_wait=1)
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def catalyst(
 
 @contextmanager
 def running(
-    kube_api: Any, namespace: str, the_plan: JobPlan, reports: Reporting
+    kube_api: Any, namespace: str, the_plan: JobPlan, statuses: GitHubStatuses | None
 ) -> Iterator[Controller]:
     """The controller of `namespace` on a thread, resolving every Project to `the_plan`;
     stopped on leaving."""
@@ -84,7 +85,7 @@ def running(
     )
     controller = Controller(
         connect(Path(kube_api.kubeconfig)), config,
-        resolver=lambda project, env, cache: the_plan, reporting=reports,
+        resolver=lambda project, env, cache: the_plan, github=statuses,
     )  # fmt: skip
     stop = threading.Event()
     thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
@@ -101,7 +102,7 @@ def assert_a_restart_posts_nothing(
 ) -> None:
     """A new controller (remembering nothing) reconciles and posts no status again."""
     before = len(github.statuses)
-    with running(kube_api, namespace, the_plan, reporting(github)) as second:
+    with running(kube_api, namespace, the_plan, statuses_client(github)) as second:
         wait("the restarted controller to reconcile", lambda: second.stats.reconciles > 0, 30)
         time.sleep(pause)  # room for any status it would post
     assert len(github.statuses) == before, github.statuses[before:]
@@ -111,7 +112,7 @@ def assert_a_restart_posts_nothing(
 def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
     kube_api: Any, kube_client: Any, namespace: str, catalyst: Catalyst, github: FakeGitHub
 ) -> None:
-    with running(kube_api, namespace, plan(catalyst.image), reporting(github)) as controller:
+    with running(kube_api, namespace, plan(catalyst.image), statuses_client(github)) as controller:
         catalyst.create(REPOSITORY, SHA)
         catalyst.built(SHA)
 
@@ -186,9 +187,9 @@ def test_a_github_failure_is_a_warning_event_never_a_job_failure(
     ok = plan(catalyst.image)
     ok = JobPlan(sources=ok.sources, jobs=ok.jobs[:1])  # only `check`, which succeeds
     monkeypatch.setenv("DEVJOBS_GITHUB_TOKEN", "not-the-token")  # GitHub answers 401
-    statuses = github_from_env(api_url=github.url)
+    statuses = from_environment(os.environ, CONTROLLER_TOKEN_VARIABLES, api_url=github.url)
     assert statuses is not None
-    with running(kube_api, namespace, ok, Reporting(github=statuses)):
+    with running(kube_api, namespace, ok, statuses):
         catalyst.create(REPOSITORY, SHA)
         catalyst.built(SHA)
         conds = catalyst.wait_conditions("check to succeed", {"Job.app.check": "True"}, 90)
@@ -216,7 +217,7 @@ def test_init_container_jobs_post_pending_then_their_result_once_across_a_restar
     kube_api: Any, namespace: str, catalyst: Catalyst, github: FakeGitHub
 ) -> None:
     the_plan = init_plan(catalyst.image)
-    with running(kube_api, namespace, the_plan, reporting(github)) as controller:
+    with running(kube_api, namespace, the_plan, statuses_client(github)) as controller:
         catalyst.create(REPOSITORY, SHA)
         # The workload is Ready before the build: the round that adds the init
         # containers must still say pending (that readiness is the old template's).
@@ -276,13 +277,35 @@ class RecordingKube(Kube):
         return {}
 
 
+def post_init_statuses(
+    kube: RecordingKube,
+    github: GitHubStatuses,
+    env_obj: dict[str, Any],
+    web: dict[str, Any],
+    states: dict[str, JobState],
+    cancelled: tuple[JobState, ...] = (),
+) -> int:
+    """Decide the InitContainer jobs' statuses from what `web` records, post them as the
+    controller's `act` does, and record the posted state on `web` as the API server
+    would apply the merge patch; returns how many statuses were posted."""
+    observed = observe(env_obj, plan=init_plan("busybox:1"), deployment=web)
+    actions = reporting.status_actions(observed, states, cancelled)
+    counters = act.Counters()
+    before = len(kube.made)
+    act.execute(kube, observed.environment, actions, counters, github)
+    for _, _, body in kube.made[before:]:
+        annotations = web["metadata"].setdefault("annotations", {})
+        annotations.update(body["metadata"]["annotations"])
+    return counters.writes.get("github-status", 0)
+
+
 def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_result(
     github: FakeGitHub,
 ) -> None:
     env = environment("pr-1", "ns", {"app": SHA}, uid="u")
     web: dict[str, Any] = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {}}
     kube = RecordingKube()
-    reports = reporting(github)
+    client = statuses_client(github)
 
     def state(phase: Phase) -> JobState:
         return JobState(source="app", job="seed", phase=phase, reason=phase.value,
@@ -290,8 +313,7 @@ def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_
                         commit=SHA, job_name=None)  # fmt: skip
 
     def post(phase: Phase) -> int:
-        observed = observe(env, plan=init_plan("busybox:1"), deployment=web)
-        return reports.post_statuses(kube, observed, {"app/seed": state(phase)})
+        return post_init_statuses(kube, client, env, web, {"app/seed": state(phase)})
 
     assert [post(Phase.PENDING), post(Phase.PENDING), post(Phase.RUNNING)] == [1, 0, 0]
     assert [post(Phase.FAILED), post(Phase.FAILED)] == [1, 0]
@@ -305,9 +327,9 @@ def test_an_init_container_job_is_posted_once_per_state_and_not_pending_after_a_
         ("PATCH", "/apis/apps/v1/namespaces/ns/deployments/web", f"{s}@{SHA}")
         for s in ("pending", "failure", "success")
     ]
-    # A new process reads what was posted from the Deployment and posts nothing again.
-    web["metadata"]["annotations"] = {annotation: f"success@{SHA}"}
-    reports = reporting(github)
+    # A new process (a new client) reads what was posted from the Deployment and posts
+    # nothing again.
+    client = statuses_client(github)
     assert [post(Phase.SUCCEEDED), post(Phase.PENDING)] == [0, 0]
     assert len(github.statuses) == 3
 
@@ -332,8 +354,10 @@ def test_a_pending_init_container_job_of_a_left_commit_is_posted_as_error_first(
     pending_new = JobState(source="app", job="seed", phase=Phase.PENDING, reason="Waiting",
                            exit_code=None, started=None, finished=None, message="",
                            commit=new, job_name=None)  # fmt: skip
-    made = reporting(github).post_statuses(kube, observed, {"app/seed": pending_new},
-                                           decision.init_cancelled)  # fmt: skip
+    made = post_init_statuses(
+        kube, statuses_client(github), env, web, {"app/seed": pending_new},
+        decision.init_cancelled,
+    )  # fmt: skip
     assert made == 2
     assert [(s["sha"], s["state"]) for s in github.statuses] == [(SHA, "error"), (new, "pending")]
     assert github.statuses[0]["description"].startswith("Cancelled: superseded by commit bbbbbbb")

@@ -28,8 +28,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from devjobs.cli.status import latest_jobs
     from devjobs.kube.client import connect
+    from devjobs.kube.lookups import list_jobs, read_environment
     from devjobs.resolver import environment as envmod
-    from devjobs.runner.cluster_run import list_jobs, read_environment
 
     namespace, name = envmod.parse_ref(args.environment)
     kube = connect(args.kubeconfig, args.context)
@@ -97,7 +97,7 @@ def print_pod_logs(kube: Any, namespace: str, pod: dict[str, Any], out: Any) -> 
 def follow(kube: Any, environment: Any, job: dict[str, Any], out: Any) -> int:
     from devjobs.kube.jobstate import Phase
     from devjobs.kube.vocabulary import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY
-    from devjobs.runner.follow import Follower, Target
+    from devjobs.runner.cluster.follow import Follower, Target
 
     meta = job["metadata"]
     annotations = meta.get("annotations") or {}

@@ -105,8 +105,6 @@ def register(subparsers: Any) -> None:
         "-o", "--output", choices=["text", "json"], default="text",
         help="json: print only a result document on stdout (job output goes to stderr)",
     )  # fmt: skip
-    from devjobs.runner.cluster_run import add_cluster_arguments
-
     add_cluster_arguments(parser.add_argument_group("cluster runs"), selection=False)
     parser.set_defaults(handler=run)
     # The subcommand's parser is made by `add_subparsers`' class; only its parsing differs.
@@ -120,11 +118,41 @@ def run(args: argparse.Namespace) -> int:
     return run_on_cluster(args)
 
 
-def run_on_cluster(args: argparse.Namespace) -> int:
-    """`devjobs run PROJECT --environment NS/NAME --trigger T [JOB...]`: the Kubernetes
-    runner's path (issue: Kubernetes runner)."""
-    from devjobs.runner.cluster_run import run_on_cluster as run_cluster
+def add_cluster_arguments(parser: Any, *, selection: bool = True) -> None:
+    """`run`'s cluster options and the render options (`--workspace`, `--git-secret`...);
+    with `selection` also JOB..., --trigger and --image (leave them out when the caller's
+    parser has them). `parser` may be an argument group."""
+    parser.add_argument("--kubeconfig", type=Path, metavar="FILE", help="default: $KUBECONFIG")
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    parser.add_argument(
+        "--rerun", action="store_true", help="start a fresh attempt even if these jobs ran"
+    )
+    parser.add_argument("--no-logs", action="store_true", help="do not stream job logs")
+    parser.add_argument(
+        "--detach", action="store_true", help="create the Jobs and exit without following them"
+    )
+    parser.add_argument(
+        "--github-api-url",
+        default="https://api.github.com",
+        metavar="URL",
+        help="GitHub API for commit statuses (posted when $DEVJOBS_GITHUB_TOKEN or "
+        "$GITHUB_TOKEN is set; default: https://api.github.com)",
+    )
+    parser.add_argument(
+        "--target-url",
+        metavar="TEMPLATE",
+        help="the commit statuses' link, with {repo} (owner/name), {owner}, {name}, {sha}, "
+        "{context} (devjobs/SOURCE/JOB), {source} and {job} filled in (URL-quoted), e.g. "
+        "https://ci.example/{repo}/commit/{sha}/{job}",
+    )
+    from devjobs.cli.render import add_render_arguments
 
+    add_render_arguments(parser, selection=selection)
+
+
+def run_on_cluster(args: argparse.Namespace, kube: Any = None, out: Any = None) -> int:
+    """`devjobs run PROJECT --environment NS/NAME --trigger T [JOB...]`: the cluster
+    runner's path, with a `runner.cluster.run.ClusterRun` built from the arguments."""
     if args.environment is None:
         # A missing option is a usage error (exit 2), like argparse's own.
         print(
@@ -133,7 +161,46 @@ def run_on_cluster(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return run_cluster(args)
+    return run_cluster(cluster_request(args), kube or connect(args.kubeconfig, args.context), out)
+
+
+def cluster_request(args: argparse.Namespace) -> Any:
+    """A `ClusterRun` from `run`'s arguments; a bad --target-url fails here, before
+    anything is read."""
+    import os
+
+    from devjobs.cli.render import options_from_args
+    from devjobs.github.statuses import RUN_TOKEN_VARIABLES, from_environment
+    from devjobs.resolver import environment as envmod
+    from devjobs.runner.cluster.run import ClusterRun
+
+    github = from_environment(
+        os.environ, RUN_TOKEN_VARIABLES,
+        api_url=args.github_api_url or "https://api.github.com", target_url=args.target_url,
+    )  # fmt: skip
+    namespace, name = envmod.parse_ref(str(args.environment))
+    return ClusterRun(
+        namespace=namespace,
+        environment=name,
+        plan=request_from_args(args),
+        options=options_from_args(args),
+        rerun=args.rerun,
+        logs=not args.no_logs,
+        detach=args.detach,
+        github=github,
+    )
+
+
+def run_cluster(request: Any, kube: Any, out: Any) -> int:
+    from devjobs.runner.cluster.run import run_on_cluster as run
+
+    return run(request, kube, out)
+
+
+def connect(kubeconfig: Path | None, context: str | None) -> Any:
+    from devjobs.kube.client import connect as kube_connect
+
+    return kube_connect(kubeconfig, context)
 
 
 def run_local(args: argparse.Namespace) -> int:

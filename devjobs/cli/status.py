@@ -55,10 +55,11 @@ def latest_jobs(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def collect(kube: Any, namespace: str, name: str) -> list[dict[str, str]]:
     from devjobs.kube.jobstate import job_state
+    from devjobs.kube.lookups import list_jobs, read_environment
     from devjobs.kube.naming import label_value
     from devjobs.kube.vocabulary import JOB_NAME_LABEL, LABEL_ENVIRONMENT, LABEL_TRIGGER
     from devjobs.resolver import environment as envmod
-    from devjobs.runner.cluster_run import duration, list_jobs, read_environment
+    from devjobs.runner.cluster.summary import duration
 
     env_obj = read_environment(kube, namespace, name)
     environment = envmod.from_object(env_obj)
@@ -123,7 +124,7 @@ def rows_from_conditions(env_obj: Mapping[str, Any], known: set[str]) -> list[di
 def run(args: argparse.Namespace) -> int:
     from devjobs.kube.client import connect
     from devjobs.resolver.environment import parse_ref
-    from devjobs.runner.cluster_run import format_table
+    from devjobs.runner.cluster.summary import format_table
 
     namespace, name = parse_ref(args.environment)
     rows = collect(connect(args.kubeconfig, args.context), namespace, name)

@@ -9,7 +9,7 @@ of the environment's workload (see `workload.py`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from devjobs import catalyst
@@ -207,7 +207,7 @@ def render_job(
         spec["activeDeadlineSeconds"] = job.timeout_seconds
     attempt = options.attempts.get(job.key, 0)
     base_hash = naming.digest({"spec": spec, "commit": commit}, 16)
-    spec_hash = naming.digest({"base": base_hash, "attempt": attempt}, 16) if attempt else base_hash
+    spec_hash = attempt_hash(base_hash, attempt)
     name = naming.job_name(environment.name, job.source, job.name, spec_hash)
     # Mutable, so outside the hash: changing it must not start a new run.
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds
@@ -237,6 +237,27 @@ def render_job(
         manifest=manifest,
         containers=tuple(c["name"] for c in containers),
     )
+
+
+def attempt_hash(base_hash: str, attempt: int) -> str:
+    """The spec hash of attempt `attempt` of a run (0: the run itself)."""
+    return naming.digest({"base": base_hash, "attempt": attempt}, 16) if attempt else base_hash
+
+
+def with_attempt(job: RenderedJob, attempt: int, environment: Environment) -> RenderedJob:
+    """`job` as attempt `attempt` of the same run: a new name and spec hash, the same
+    spec (what `render` gives with `RenderOptions.attempts`, without rendering again)."""
+    spec_hash = attempt_hash(job.base_hash, attempt)
+    name = naming.job_name(environment.name, job.config.source, job.config.name, spec_hash)
+    metadata = dict(job.manifest["metadata"])
+    metadata["name"] = name
+    metadata["annotations"] = {
+        **metadata["annotations"],
+        v.ANNOTATION_SPEC_HASH: spec_hash,
+        v.ANNOTATION_ATTEMPT: str(attempt),
+    }
+    manifest = {**job.manifest, "metadata": metadata}
+    return replace(job, name=name, spec_hash=spec_hash, manifest=manifest)
 
 
 def render(plan: JobPlan, environment: Environment, options: RenderOptions) -> Rendered:

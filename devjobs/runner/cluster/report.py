@@ -1,6 +1,12 @@
-"""The run path's link to reporting: conditions on the Environment and log tails kept
-after the pods go, written with the reporting modules (`conditions`, `status`,
-`logstore`) whenever `follow` sees a job's state change.
+"""The run path's link to reporting: conditions on the Environment and log records kept
+after the pods go, written whenever `follow` sees a job's state change.
+
+The conditions are `kube.conditions.environment_conditions`, as the controller writes
+them: `JobsSucceeded` and `PreDeployJobsSucceeded` count every job of the current
+commit's plan - this run's jobs, the runs of other jobs already on the cluster at this
+commit, and, as Pending, those not run yet - so running one job by hand never makes the
+aggregate say more than the Environment's jobs do. Only this run's jobs' own conditions
+and the two aggregates are written.
 
 A reporting failure (RBAC on the status subresource, say) does not stop the run: it is
 said once on stderr and makes the run exit non-zero, since users look there for results.
@@ -11,17 +17,30 @@ a warning and changes nothing else.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from devjobs.errors import DevjobsError
+from devjobs.github.statuses import GitHubStatuses, post_job_status
 from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.conditions import (
+    AGGREGATE_TYPE,
+    PRE_DEPLOY_GATE,
+    EnvironmentJobs,
+    commit_label,
+    condition_type,
+    environment_conditions,
+    job_condition,
+    reported_jobs,
+)
+from devjobs.kube.jobs import JobObs, at_commit, newest
 from devjobs.kube.jobstate import JobState
+from devjobs.kube.logstore import fetch_log_tails, save_log_tail
+from devjobs.kube.podspec import revisions
+from devjobs.kube.status import write_conditions
+from devjobs.kube.vocabulary import JOB_NAME_LABEL
 from devjobs.resolver.environment import Environment
-
-INIT_STATE_PREFIX = "init:"
-"""Names of InitContainer jobs' states among the Job-name-keyed states of a run (they
-have no Job: their logs come with `logs_from`)."""
+from devjobs.resolver.models import JobPlan, Trigger
 
 
 @dataclass
@@ -29,7 +48,12 @@ class Reporter:
     kube: Kube
     environment: Environment
     env_obj: Mapping[str, Any]
+    plan: JobPlan
+    others: Sequence[JobObs]
+    """devjobs' other Jobs of this Environment (not this run's), as listed at its start."""
     err: TextIO
+    manual: bool = False
+    """This run's jobs were named (they run as Manual), not a lifecycle point's."""
     failed: bool = False
     _tails: dict[str, dict[str, str]] = field(default_factory=dict)
     _written: dict[str, JobState] = field(default_factory=dict)
@@ -41,13 +65,10 @@ class Reporter:
         final: bool = False,
         logs_from: Mapping[str, tuple[Mapping[str, Any], Sequence[str]]] | None = None,
     ) -> None:
-        """Write the conditions of `states` (state name -> state) and their aggregate, and
+        """Write the conditions of `states` (state name -> state) and the aggregates, and
         keep the log tail of each that finished: from its Job's newest pod, or for an
         InitContainer job from `logs_from[name]` (the workload pod that ran it, and its
         containers there)."""
-        from devjobs.kube.conditions import aggregate_condition, job_condition
-        from devjobs.kube.status import write_conditions
-
         if not final and states == self._written:
             return
         for name, state in states.items():
@@ -55,31 +76,65 @@ class Reporter:
                 if logs_from is not None and name in logs_from:
                     pod, containers = logs_from[name]
                     self._tails[name] = self._save_pod_logs(state, pod, containers)
-                elif not name.startswith(INIT_STATE_PREFIX):
+                elif state.job_name == name:
                     self._tails[name] = self._save_logs(name, state)
-        generation = self.environment.generation
-        desired = [
-            job_condition(s, generation=generation, log_tail=_main_tail(self._tails.get(n, {})))
-            for n, s in sorted(states.items(), key=lambda item: item[1].key)
-        ]
-        desired.append(aggregate_condition(list(states.values()), generation=generation))
         try:
             write_conditions(
                 self.kube,
                 self.environment.namespace,
                 self.environment.name,
-                desired,
+                self.conditions(states),
             )
             self._written = dict(states)
         except DevjobsError as error:
             self._warn("conditions", f"conditions not written: {error}")
 
-    def _save_logs(self, job_name: str, state: JobState) -> dict[str, str]:
-        from devjobs.kube.logstore import fetch_log_tails, save_log_tail
+    def conditions(self, states: Mapping[str, JobState]) -> list[dict[str, Any]]:
+        """This run's jobs' conditions and the aggregates over the Environment's jobs."""
+        current = revisions(self.plan, self.environment)
+        lifecycle_keys = set(reported_jobs(self.plan))
+        ours = {s.key: s for s in states.values()}
+        others = [j for j in self.others if at_commit(j, current)]
+        is_manual = Trigger.MANUAL.value
+        lifecycle = {
+            k: j.state for k, j in newest(j for j in others if j.trigger != is_manual).items()
+        }
+        manual = {
+            k: j.state for k, j in newest(j for j in others if j.trigger == is_manual).items()
+        }
+        for key, state in ours.items():
+            if self.manual or key not in lifecycle_keys:
+                manual[key] = state
+            else:
+                lifecycle[key] = state
+        tails = {s.key: _main_tail(self._tails.get(name, {})) for name, s in states.items()}
+        everything = environment_conditions(
+            EnvironmentJobs(
+                plan=self.plan,
+                generation=self.environment.generation,
+                current=current,
+                lifecycle={k: s for k, s in lifecycle.items() if k in lifecycle_keys},
+                manual=[manual[k] for k in sorted(manual)],
+                log_tails=tails,
+            )
+        )
+        wanted = {condition_type(s.source, s.job) for s in ours.values()}
+        written = [c for c in everything if c["type"] in wanted]
+        label = commit_label(current)
+        for state in sorted(ours.values(), key=lambda s: s.key):
+            ctype = condition_type(state.source, state.job)
+            if ctype not in {c["type"] for c in written}:
+                labelled = replace(state, message=f"{label}: {state.message}")
+                tail = tails.get(state.key, "") if state.phase.finished else ""
+                generation = self.environment.generation
+                written.append(job_condition(labelled, generation=generation, log_tail=tail))
+        aggregates = [c for c in everything if c["type"] in (AGGREGATE_TYPE, PRE_DEPLOY_GATE)]
+        return [*written, *aggregates]
 
+    def _save_logs(self, job_name: str, state: JobState) -> dict[str, str]:
         path = f"/api/v1/namespaces/{self.environment.namespace}/pods"
         try:
-            pods = self.kube.list(path, f"batch.kubernetes.io/job-name={job_name}")
+            pods = self.kube.list(path, f"{JOB_NAME_LABEL}={job_name}")
             items = sorted(
                 pods.get("items") or [],
                 key=lambda p: str(p["metadata"].get("creationTimestamp") or ""),
@@ -87,7 +142,10 @@ class Reporter:
             if not items:
                 return {}
             tails = fetch_log_tails(self.kube, self.environment.namespace, items[-1])
-            save_log_tail(self.kube, self.environment.namespace, self.env_obj, state.key, tails)
+            save_log_tail(
+                self.kube, self.environment.namespace, self.env_obj, state.key, tails,
+                job_name=job_name,
+            )  # fmt: skip
             return tails
         except (DevjobsError, KubeError) as error:
             self._warn(f"logs {state.key}", f"log tail of {state.key} not kept: {error}")
@@ -96,15 +154,10 @@ class Reporter:
     def _save_pod_logs(
         self, state: JobState, pod: Mapping[str, Any], containers: Sequence[str]
     ) -> dict[str, str]:
-        from devjobs.kube.logstore import fetch_log_tails, save_log_tail
-
         try:
             tails = fetch_log_tails(self.kube, self.environment.namespace, pod, only=containers)
             if tails:
-                save_log_tail(
-                    self.kube, self.environment.namespace, self.env_obj, state.key,
-                    tails,
-                )  # fmt: skip
+                save_log_tail(self.kube, self.environment.namespace, self.env_obj, state.key, tails)
             return tails
         except (DevjobsError, KubeError) as error:
             self._warn(f"logs {state.key}", f"log tail of {state.key} not kept: {error}")
@@ -123,25 +176,13 @@ def _main_tail(tails: Mapping[str, str]) -> str:
     return list(tails.values())[-1] if tails else ""
 
 
-GITHUB_TOKEN_VARIABLES = ("DEVJOBS_GITHUB_TOKEN", "GITHUB_TOKEN")
-"""Where `devjobs run` finds a token for commit statuses; the first one set wins."""
-
-
-def github_token(environ: Mapping[str, str]) -> str | None:
-    for name in GITHUB_TOKEN_VARIABLES:
-        if environ.get(name):
-            return environ[name]
-    return None
-
-
 @dataclass
 class CommitStatuses:
     """GitHub commit statuses for `devjobs run`: `pending` when a job's Job is created,
     `success`/`failure`/`error` when it ends. A GitHub failure is a warning on `err`
     (once per job), never a job failure."""
 
-    statuses: Any
-    """A `github.GitHubStatuses`."""
+    statuses: GitHubStatuses
     repositories: Mapping[str, str | None]
     """Source name -> its repositoryUrl (only GitHub ones get statuses)."""
     err: TextIO
@@ -158,8 +199,6 @@ class CommitStatuses:
                 self._post(state)
 
     def _post(self, state: JobState) -> None:
-        from devjobs.github.statuses import post_job_status
-
         try:
             post_job_status(self.statuses, self.repositories.get(state.source), state)
         except DevjobsError as error:

@@ -1,9 +1,9 @@
 """Follow a set of Jobs to the end: watch Jobs and pods, stream container logs prefixed
 by job, and return each job's final `JobState`.
 
-Watches start from a list's resourceVersion and resume from the last version seen after
-any error (an API server restart included); a `410 Gone` re-lists. State is kept as
-maps keyed by object name, so an event seen twice changes nothing, and log streams that
+Jobs and pods are watched by two `kube.reflector.Reflector`s (list, watch, resume after
+any error, an API server restart included; re-list on `410 Gone`), and the states are
+computed from their stores, so an event seen twice changes nothing. Log streams that
 break are re-opened skipping the lines already printed: nothing is lost or duplicated.
 A followed Job that disappears before finishing is Cancelled.
 """
@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.client import Kube, KubeError, collection_path
 from devjobs.kube.jobstate import JobState, Phase, job_state
+from devjobs.kube.reflector import Reflector
+from devjobs.kube.vocabulary import JOB_NAME_LABEL
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 LOG_GRACE_SECONDS = 15.0
 """After the last job ends, how long log streams may take to drain."""
 
@@ -33,14 +34,6 @@ class Target:
     key: str
     prefix: str
     main_containers: tuple[str, ...]
-
-
-@dataclass
-class _Watch:
-    kind: str
-    path: str
-    selector: str
-    resource_version: str | None = None
 
 
 @dataclass
@@ -66,19 +59,22 @@ class Follower:
 
     def run(self) -> dict[str, JobState]:
         """Follow until every target has finished; returns {Job name: final state}."""
-        base = f"/apis/batch/v1/namespaces/{self.namespace}/jobs"
-        pods = f"/api/v1/namespaces/{self.namespace}/pods"
-        threads = [
-            threading.Thread(target=self._watch, args=(_Watch("job", base, self.selector),)),
-            threading.Thread(target=self._watch, args=(_Watch("pod", pods, self.selector),)),
+        reflectors = [
+            Reflector(
+                self.kube,
+                collection_path(api, kind, self.namespace),
+                label_selector=self.selector,
+                watch_seconds=30,
+            )  # fmt: skip
+            for api, kind in (("batch/v1", "Job"), ("v1", "Pod"))
         ]
-        for thread in threads:
-            thread.daemon = True
-            thread.start()
+        jobs, pods = reflectors
+        for reflector in reflectors:
+            reflector.add_listener(lambda *_: self._events.put(("change", None, None)))
+            reflector.start(self._stop)
         by_name = {t.name: t for t in self.targets}
         # Applied before following: one missing from the first list was deleted.
         self._seen_job.update(by_name)
-        synced: set[str] = set()
         finished_at: float | None = None
         try:
             while True:
@@ -89,7 +85,7 @@ class Follower:
                 try:
                     kind, a, b = self._events.get(timeout=0.5)
                 except queue.Empty:
-                    continue
+                    kind, a, b = "tick", None, None
                 if kind == "log":
                     self.out.write(f"[{a}] {b}\n")
                     self.out.flush()
@@ -97,17 +93,10 @@ class Follower:
                 if kind == "log-end":
                     self._active_streams -= 1
                     continue
-                if kind == "sync":
-                    store = self._jobs if a == "job" else self._pods
-                    store.clear()
-                    store.update({_name(o): o for o in b})
-                    synced.add(a)
-                elif kind == "job":
-                    self._apply_event(self._jobs, a, b)
-                elif kind == "pod":
-                    self._apply_event(self._pods, a, b)
-                if synced != {"job", "pod"}:
+                if not (jobs.synced.is_set() and pods.synced.is_set()):
                     continue
+                self._jobs = {_name(o): o for o in jobs.items()}
+                self._pods = {_name(o): o for o in pods.items()}
                 self._update(by_name)
                 if self.logs:
                     self._start_streams(by_name)
@@ -121,13 +110,6 @@ class Follower:
         return dict(self._states)
 
     # --- state ---------------------------------------------------------------------
-
-    @staticmethod
-    def _apply_event(store: dict[str, dict[str, Any]], kind: str, obj: dict[str, Any]) -> None:
-        if kind == "DELETED":
-            store.pop(_name(obj), None)
-        else:
-            store[_name(obj)] = obj
 
     def _update(self, by_name: Mapping[str, Target]) -> None:
         changed = False
@@ -223,38 +205,6 @@ class Follower:
                 if cs.get("name") == container:
                     return "terminated" not in (cs.get("state") or {})
         return False
-
-    # --- watches -------------------------------------------------------------------
-
-    def _watch(self, watch: _Watch) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                if watch.resource_version is None:
-                    listed = self.kube.list(watch.path, watch.selector)
-                    watch.resource_version = listed["metadata"]["resourceVersion"]
-                    self._events.put(("sync", watch.kind, listed.get("items") or []))
-                for event in self.kube.watch(
-                    watch.path, watch.resource_version, watch.selector, timeout_seconds=30
-                ):
-                    failures = 0
-                    obj = event.get("object") or {}
-                    version = (obj.get("metadata") or {}).get("resourceVersion")
-                    if version:
-                        watch.resource_version = version
-                    if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                        self._events.put((watch.kind, event["type"], obj))
-                    if self._stop.is_set():
-                        return
-            except KubeError as error:
-                if error.status == 410:
-                    watch.resource_version = None  # too old: list again
-                    continue
-                failures += 1
-                time.sleep(min(0.1 * 2**failures, 2.0))
-            except Exception:  # a broken stream (API server restart): resume
-                failures += 1
-                time.sleep(min(0.1 * 2**failures, 2.0))
 
 
 def _rank(phase: Phase) -> int:
