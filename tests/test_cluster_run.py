@@ -69,6 +69,7 @@ def env(
         "source": source,
         "project": project_file,
         "ref": f"{namespace}/pr-1",
+        "image": kube_node.test_image,
     }
 
 
@@ -113,7 +114,34 @@ def test_a_passing_job_runs_setup_first_streams_prefixed_logs_and_exits_0(
     assert "web/pass  Succeeded" in out
     conditions = environment_conditions(env)
     assert conditions["Job.web.pass"]["status"] == "True"
-    assert conditions["JobsSucceeded"]["status"] == "True"
+    # The aggregate is the Environment's: its PreDeploy job (post-create, an init
+    # container of the workload) has not run at this commit.
+    aggregate = conditions["JobsSucceeded"]
+    assert (aggregate["status"], aggregate["reason"]) == ("Unknown", "Pending"), aggregate
+    assert aggregate["message"] == f"commit {SHA[:7]}: 1 of 2 jobs succeeded; 1 pending"
+
+
+def test_running_one_manual_job_leaves_jobs_succeeded_false_after_a_failed_postbuild_job(
+    env: dict[str, Any],
+) -> None:
+    config = devcontainer(str(env["image"]))
+    config.pop("postCreateCommand")
+    config["tasks"] = {"build-check": "echo checking; exit 3", "hello": "echo hi"}
+    config["customizations"]["devjobs"]["triggers"] = {
+        "build-check": "PostBuild",
+        "hello": "Manual",
+    }
+    write_devcontainer(env["source"], config)
+    code, out = run(env, "--trigger", "PostBuild")
+    assert code == 1, out
+    assert environment_conditions(env)["JobsSucceeded"]["status"] == "False"
+    code, out = run(env, "hello")
+    assert code == 0, out
+    conditions = environment_conditions(env)
+    assert conditions["Job.web.hello"]["status"] == "True"
+    aggregate = conditions["JobsSucceeded"]
+    assert (aggregate["status"], aggregate["reason"]) == ("False", "Failed"), aggregate
+    assert "failed: web/build-check" in aggregate["message"]
 
 
 def test_a_failing_job_reports_its_exit_code_and_exits_1(env: dict[str, Any]) -> None:

@@ -20,8 +20,6 @@ from devjobs.kube.client import Kube
 from tests.catalyst import create_environment, project, write_devcontainer, write_project
 from tests.fake_github import fake_github
 
-pytestmark = pytest.mark.tier2
-
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
 TOKEN = "ghs-fake-token-7d1c"
 
@@ -47,6 +45,7 @@ def setup(
     ]  # fmt: skip
 
 
+@pytest.mark.tier2
 def test_each_job_gets_pending_when_created_then_its_result(
     setup: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -73,6 +72,7 @@ def test_each_job_gets_pending_when_created_then_its_result(
     assert by_state[("devjobs/app/pass", "pending")]["description"] == "Pending: job created"
 
 
+@pytest.mark.tier2
 def test_a_github_refusal_is_a_warning_and_not_a_job_failure(
     setup: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -105,6 +105,7 @@ def test_an_unknown_target_url_field_is_a_one_line_error_before_anything_is_read
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.tier2
 def test_an_init_container_job_gets_pending_then_its_result_at_predeploy(
     kube_api: Any, kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path,
     kube_node: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

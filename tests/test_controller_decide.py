@@ -27,10 +27,10 @@ from devjobs.controller.actions import (
 )
 from devjobs.controller.decide import reconcile
 from devjobs.controller.observe import manual_request, observe, workload_obs
-from devjobs.kube.vocabulary import ANNOTATION_RUN as RUN_ANNOTATION
-from devjobs.kube.vocabulary import init_github_state_annotation
 from devjobs.kube.conditions import PRE_DEPLOY_GATE, merge_conditions
 from devjobs.kube.jobstate import Phase
+from devjobs.kube.vocabulary import ANNOTATION_RUN as RUN_ANNOTATION
+from devjobs.kube.vocabulary import init_github_state_annotation
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 from tests import catalyst
 from tests.catalyst import environment, job_plan, ready_condition

@@ -33,8 +33,6 @@ from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 from tests.catalyst import Catalyst, environment, job_config, job_plan, wait
 from tests.fake_github import FakeGitHub, fake_github
 
-pytestmark = pytest.mark.tier2
-
 SHA = "c0ffee0" + "1" * 33
 TOKEN = "ghs-test-token-5d1f"
 REPOSITORY = "https://github.com/acme/shop"
@@ -109,6 +107,7 @@ def assert_a_restart_posts_nothing(
     assert second.stats.errors == 0
 
 
+@pytest.mark.tier2
 def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
     kube_api: Any, kube_client: Any, namespace: str, catalyst: Catalyst, github: FakeGitHub
 ) -> None:
@@ -177,6 +176,7 @@ def test_finished_jobs_keep_their_log_tails_and_post_commit_statuses(
     assert_a_restart_posts_nothing(kube_api, namespace, plan(catalyst.image), github, pause=2)
 
 
+@pytest.mark.tier2
 def test_a_github_failure_is_a_warning_event_never_a_job_failure(
     kube_api: Any,
     namespace: str,
@@ -213,6 +213,7 @@ def init_plan(image: str) -> JobPlan:
     )  # fmt: skip
 
 
+@pytest.mark.tier2
 def test_init_container_jobs_post_pending_then_their_result_once_across_a_restart(
     kube_api: Any, namespace: str, catalyst: Catalyst, github: FakeGitHub
 ) -> None:

@@ -96,6 +96,9 @@ def test_a_non_root_git_image_clones_into_a_root_owned_mount_point(open_tmp: Pat
         env={"PATH": os.environ["PATH"], "HOME": str(home), "DEVJOBS_REPOSITORY": str(repo),
              "DEVJOBS_REVISION": sha, "DEVJOBS_WORKSPACE": str(workspace)},
         capture_output=True, text=True,
+        # Not the checkout's directory, which that user may not be able to stat (a clone
+        # under a private `mktemp -d` folder): git would fail before cloning anything.
+        cwd=home,
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from devjobs.errors import DevjobsError
 
-MODE_FILE = "100644"
 MODE_EXECUTABLE = "100755"
 MODE_SYMLINK = "120000"
 MODE_GITLINK = "160000"
