@@ -95,14 +95,14 @@ class AppServer:
 
     root: RepoRoot
     forward: NodePortForward
-    count: int = 0
+    repos: list[WorkRepo] = field(default_factory=list)
 
     def repo(self, dockerfile_extra: str = "") -> tuple[WorkRepo, str, str]:
         """A new repository with a Dockerfile, an index.html and a Helm chart under
         `chart/`; returns it, its URL and the commit."""
-        self.count += 1
-        name = f"app{self.count}"
+        name = f"app{len(self.repos) + 1}"
         repo = self.root.create(name)
+        self.repos.append(repo)
         repo.write("Dockerfile", f"FROM scratch\nCOPY index.html /www/\n{dockerfile_extra}")
         repo.write("index.html", "served from the clone\n")
         repo.write("chart/Chart.yaml", CHART_YAML)
@@ -135,10 +135,15 @@ class Placed:
     mode: str
     commit: str
     phases: list[str] = field(default_factory=list)
+    project_label: str = ""
+    environment_label: str = ""
 
     @property
     def target(self) -> str:
-        return catalyst.target_namespace(self.team, self.project, self.name)
+        """Computed by devjobs from the labels (the object names when not given)."""
+        return catalyst.target_namespace(
+            self.team, self.project_label or self.project, self.environment_label or self.name
+        )
 
 
 class Cluster:
@@ -148,6 +153,7 @@ class Cluster:
         self.apps: Any = client.AppsV1Api(api_client)
         self.batch: Any = client.BatchV1Api(api_client)
         self.placed: list[Placed] = []
+        self.after_environments: list[Callable[[], None]] = []
 
     def create_project(
         self, team: str, name: str, url: str, templates: dict[str, Any]
@@ -176,11 +182,13 @@ class Cluster:
         commit: str,
         mode: str,
         config: dict[str, Any] | None = None,
+        project_label: str = "",
+        environment_label: str = "",
     ) -> Placed:
         labels = {
             catalyst.LABEL_TEAM: team,
-            catalyst.LABEL_PROJECT: project,
-            catalyst.LABEL_ENVIRONMENT: name,
+            catalyst.LABEL_PROJECT: project_label or project,
+            catalyst.LABEL_ENVIRONMENT: environment_label or name,
         }
         spec: dict[str, Any] = {
             "projectRef": {"name": project},
@@ -198,7 +206,15 @@ class Cluster:
         self.custom.create_namespaced_custom_object(
             catalyst.GROUP, catalyst.VERSION, team, PLURAL_ENVIRONMENTS, body
         )
-        placed = Placed(team, project, name, mode, commit)
+        placed = Placed(
+            team,
+            project,
+            name,
+            mode,
+            commit,
+            project_label=project_label,
+            environment_label=environment_label,
+        )
         self.placed.append(placed)
         return placed
 
@@ -288,6 +304,8 @@ def cluster(
             lambda p=placed: c.environment(p) is None,  # type: ignore[misc]
             120,
         )
+    for cleanup in c.after_environments:
+        cleanup()
 
 
 def production_templates(image: str = images.WEB_IMAGE) -> dict[str, Any]:
@@ -307,12 +325,12 @@ def production_templates(image: str = images.WEB_IMAGE) -> dict[str, Any]:
     }
 
 
-def helm_templates(values: dict[str, Any] | None = None) -> dict[str, Any]:
+def helm_templates(values: dict[str, Any] | None = None, build: str = BUILD) -> dict[str, Any]:
     template: dict[str, Any] = {
         "type": "helm",
         "sourceRef": SOURCE,
         "path": "chart",
-        "builds": [{"name": BUILD, "sourceRef": SOURCE}],
+        "builds": [{"name": build, "sourceRef": SOURCE}],
     }
     if values:
         template["values"] = values
@@ -336,12 +354,26 @@ def place_helm(
     team: str,
     dockerfile_extra: str = "",
     values: dict[str, Any] | None = None,
+    build: str = BUILD,
 ) -> Placed:
     _repo, url, sha = app_server.repo(dockerfile_extra)
     project, name = "shop", "pr-3"
-    operator.import_web_image(catalyst.build_image(project, BUILD, name, sha))
-    cluster.create_project(team, project, url, helm_templates(values))
+    if build == build.lower():  # else no valid image reference: the chart's pod won't run
+        operator.import_web_image(catalyst.build_image(project, build, name, sha))
+    cluster.create_project(team, project, url, helm_templates(values, build))
     return cluster.create_environment(team, project, name, "deployment", sha, catalyst.MODE_HELM)
+
+
+def set_commit(cluster: Cluster, placed: Placed, commit: str) -> None:
+    """A new commit for the Environment's source (a JSON merge patch replaces the list)."""
+    cluster.custom.patch_namespaced_custom_object(
+        catalyst.GROUP,
+        catalyst.VERSION,
+        placed.team,
+        PLURAL_ENVIRONMENTS,
+        placed.name,
+        {"spec": {"sources": [{"name": SOURCE, "commitSha": commit, "branch": "main"}]}},
+    )
 
 
 def main_container(deployment: Any, name: str) -> Any:
@@ -447,16 +479,17 @@ def test_production_image_change_replaces_the_whole_deployment_spec(
 # --- development --------------------------------------------------------------------------
 
 
-@pytest.mark.tier2
-def test_development_environment_is_ready_with_main_container_app_reading_catalyst_secrets(
-    cluster: Cluster, app_server: AppServer, kube_node: Any, namespace: str
-) -> None:
+def place_development(
+    cluster: Cluster, app_server: AppServer, node: Any, team: str, name: str = "dev-1"
+) -> Placed:
+    """A development-mode Environment whose app serves the clone (Ready only once the
+    git-clone init container checked the commit out into the code volume)."""
     _repo, url, sha = app_server.repo()
-    project, name = "shop", "dev-1"
-    placed = Placed(namespace, project, name, catalyst.MODE_DEVELOPMENT, sha)
+    project = "shop"
+    target = catalyst.target_namespace(team, project, name)
     # The code volume is a PVC and the test cluster has no provisioner: a PersistentVolume
     # on the node's tmpfs, bound in advance to the claim the operator will create.
-    pv_name = f"{placed.target[:50]}-code"
+    pv_name = f"{target[:50]}-code"
     cluster.core.create_persistent_volume(
         {
             "metadata": {"name": pv_name},
@@ -465,65 +498,87 @@ def test_development_environment_is_ready_with_main_container_app_reading_cataly
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": "",
                 "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {
-                    "path": f"{kube_node.state}/pv/{pv_name}",
-                    "type": "DirectoryOrCreate",
-                },
-                "claimRef": {"namespace": placed.target, "name": "code"},
+                "hostPath": {"path": f"{node.state}/pv/{pv_name}", "type": "DirectoryOrCreate"},
+                "claimRef": {"namespace": target, "name": "code"},
             },
         }
     )
-    try:
-        templates = {
-            "development": {
-                "type": "manifest",
-                "config": {
-                    "image": images.WEB_IMAGE,
-                    # Serves the clone: Ready only once the git-clone init container
-                    # checked the commit out into the code volume.
-                    "command": ["sh", "-c", images.web_command("/code")],
-                    "ports": WEB_PORTS,
-                    "resources": RESOURCES,
-                    "readinessProbe": {
-                        "httpGet": {"path": "/index.html", "port": images.WEB_PORT},
-                        "periodSeconds": 1,
-                    },
-                    "volumeMounts": [{"name": "code", "mountPath": "/code"}],
-                    "volumes": [
-                        {
-                            "name": "code",
-                            "persistentVolumeClaim": {
-                                "accessModes": ["ReadWriteOnce"],
-                                "storageClassName": "",
-                                "resources": {"requests": {"storage": "1Gi"}},
-                            },
-                        }
-                    ],
+    cluster.after_environments.append(lambda: cluster.core.delete_persistent_volume(pv_name))
+    templates = {
+        "development": {
+            "type": "manifest",
+            "config": {
+                "image": images.WEB_IMAGE,
+                "command": ["sh", "-c", images.web_command("/code")],
+                "ports": WEB_PORTS,
+                "resources": RESOURCES,
+                "readinessProbe": {
+                    "httpGet": {"path": "/index.html", "port": images.WEB_PORT},
+                    "periodSeconds": 1,
                 },
-            }
+                "volumeMounts": [{"name": "code", "mountPath": "/code"}],
+                "volumes": [
+                    {
+                        "name": "code",
+                        "persistentVolumeClaim": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": "",
+                            "resources": {"requests": {"storage": "1Gi"}},
+                        },
+                    }
+                ],
+            },
         }
-        cluster.create_project(namespace, project, url, templates)
-        cluster.create_environment(
-            namespace, project, name, "development", sha, catalyst.MODE_DEVELOPMENT
-        )
+    }
+    cluster.create_project(team, project, url, templates)
+    return cluster.create_environment(
+        team, project, name, "development", sha, catalyst.MODE_DEVELOPMENT
+    )
 
-        cluster.wait_phase(placed, catalyst.PHASE_READY)
 
-        work = catalyst.workload(catalyst.MODE_DEVELOPMENT)
-        deployment = cluster.deployment(placed.target, work.deployment)
-        assert (deployment.status.ready_replicas or 0) > 0
-        app = main_container(deployment, work.container)
-        assert [c.name for c in deployment.spec.template.spec.containers] == [work.container]
-        assert [e.secret_ref.name for e in app.env_from] == [catalyst.SECRETS]
-        assert app.env_from[0].secret_ref.optional is True
-        init = deployment.spec.template.spec.init_containers
-        assert [c.name for c in init] == ["git-clone"]
-        assert init[0].image == GIT_CLONE_IMAGE
-        clone_env = {e.name: e.value for e in init[0].env}
-        assert clone_env["GIT_COMMIT"] == sha and clone_env["GIT_REPO_URL"] == url
-        cluster.core.read_namespaced_config_map(catalyst.GIT_SCRIPTS_CONFIGMAP, placed.target)
-    finally:
-        cluster.core.delete_persistent_volume(pv_name)
+@pytest.mark.tier2
+def test_development_environment_is_ready_with_main_container_app_reading_catalyst_secrets(
+    cluster: Cluster, app_server: AppServer, kube_node: Any, namespace: str
+) -> None:
+    placed = place_development(cluster, app_server, kube_node, namespace)
+
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+    work = catalyst.workload(catalyst.MODE_DEVELOPMENT)
+    deployment = cluster.deployment(placed.target, work.deployment)
+    assert (deployment.status.ready_replicas or 0) > 0
+    app = main_container(deployment, work.container)
+    assert [c.name for c in deployment.spec.template.spec.containers] == [work.container]
+    assert [e.secret_ref.name for e in app.env_from] == [catalyst.SECRETS]
+    assert app.env_from[0].secret_ref.optional is True
+    init = deployment.spec.template.spec.init_containers
+    assert [c.name for c in init] == ["git-clone"]
+    assert init[0].image == GIT_CLONE_IMAGE
+    clone_env = {e.name: e.value for e in init[0].env}
+    assert clone_env["GIT_COMMIT"] == placed.commit
+    cluster.core.read_namespaced_config_map(catalyst.GIT_SCRIPTS_CONFIGMAP, placed.target)
+    cluster.core.read_namespaced_persistent_volume_claim("code", placed.target)
+    assert set(placed.phases) <= {"", catalyst.PHASE_PROVISIONING, catalyst.PHASE_READY}
+
+
+@pytest.mark.tier2
+def test_development_new_commit_leaves_the_deployment_as_it_was_created(
+    cluster: Cluster, app_server: AppServer, kube_node: Any, namespace: str
+) -> None:
+    placed = place_development(cluster, app_server, kube_node, namespace, "dev-2")
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    work = catalyst.workload(catalyst.MODE_DEVELOPMENT)
+    before = cluster.deployment(placed.target, work.deployment)
+
+    new_commit = "0123456789abcdef0123456789abcdef01234567"
+    set_commit(cluster, placed, new_commit)
+
+    time.sleep(5)  # several reconciles
+    after = cluster.deployment(placed.target, work.deployment)
+    assert after.metadata.generation == before.metadata.generation
+    clone_env = {e.name: e.value for e in after.spec.template.spec.init_containers[0].env}
+    assert clone_env["GIT_COMMIT"] == placed.commit != new_commit
+    assert cluster.phase(placed) == catalyst.PHASE_READY
 
 
 # --- helm ---------------------------------------------------------------------------------
@@ -665,3 +720,156 @@ def test_without_its_project_a_deleted_environment_keeps_its_finalizer_and_names
         lambda: not cluster.namespace_exists(placed.target),
         READY_TIMEOUT,
     )
+
+
+@pytest.mark.tier2
+def test_target_namespace_is_computed_from_the_label_values_sanitised(
+    cluster: Cluster, app_server: AppServer, namespace: str
+) -> None:
+    """The target namespace comes from the labels, not from the object names; the
+    Project is the one `spec.projectRef` names, in the namespace the team label names."""
+    _repo, url, sha = app_server.repo()
+    cluster.create_project(namespace, "shop", url, production_templates())
+    placed = cluster.create_environment(
+        namespace,
+        "shop",
+        "pr-5",
+        "deployment",
+        sha,
+        catalyst.MODE_PRODUCTION,
+        project_label="Shop_Front.End",
+        environment_label="PR_5.Preview",
+    )
+
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+    # devjobs' computed namespace (sanitised: lower case, `_` and `.` to `-`) is the real one.
+    assert placed.target.startswith(f"{namespace}-shop-fron")
+    work = catalyst.workload(catalyst.MODE_PRODUCTION)
+    cluster.deployment(placed.target, work.deployment)
+    labels = cluster.core.read_namespace(placed.target).metadata.labels
+    assert {k: v for k, v in labels.items() if k.startswith("catalyst.dev/")} == {
+        catalyst.LABEL_TEAM: namespace,
+        catalyst.LABEL_PROJECT: "Shop_Front.End",
+        catalyst.LABEL_ENVIRONMENT: "pr-5",  # the Environment's name, not its label
+        "catalyst.dev/branch": "main",
+        "catalyst.dev/namespace-type": "environment",
+    }
+
+
+@pytest.mark.tier2
+def test_production_new_commit_alone_leaves_the_deployment_unchanged(
+    cluster: Cluster, app_server: AppServer, namespace: str
+) -> None:
+    """Production mode deploys `config.image`; the commit plays no part in it."""
+    placed = place_production(cluster, app_server, namespace, "shop", "pr-6")
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    work = catalyst.workload(catalyst.MODE_PRODUCTION)
+    before = cluster.deployment(placed.target, work.deployment)
+
+    set_commit(cluster, placed, "0123456789abcdef0123456789abcdef01234567")
+
+    time.sleep(5)
+    after = cluster.deployment(placed.target, work.deployment)
+    assert after.metadata.generation == before.metadata.generation
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert cluster.phase(placed) == catalyst.PHASE_READY
+
+
+def release_revisions(cluster: Cluster, placed: Placed) -> dict[int, str]:
+    """The Helm release's revisions (storage driver `secret`) and their status."""
+    secrets = cluster.core.list_namespaced_secret(
+        placed.target, label_selector=f"owner=helm,name={placed.name}"
+    ).items
+    return {int(s.metadata.labels["version"]): s.metadata.labels["status"] for s in secrets}
+
+
+@pytest.mark.tier2
+def test_helm_new_commit_builds_again_while_the_phase_stays_ready_then_upgrades(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    placed = place_helm(cluster, app_server, catalyst_operator, namespace)
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    work = catalyst.workload(catalyst.MODE_HELM)
+    source = app_server.repos[-1]
+    source.write("index.html", "second commit\n")
+    second = source.commit("second")
+    built = catalyst.build_image(placed.project, BUILD, placed.name, second)
+    catalyst_operator.import_web_image(built)
+    placed.phases.clear()
+
+    set_commit(cluster, placed, second)
+
+    def deployed() -> bool:
+        cluster.phase(placed)
+        d = cluster.deployment(placed.target, work.deployment)
+        return bool(main_container(d, work.container).image == built)
+
+    wait_until("the release to be upgraded to the new build", deployed, READY_TIMEOUT)
+    job = cluster.batch.read_namespaced_job(catalyst.build_job_name(BUILD, second), placed.target)
+    assert (job.status.succeeded or 0) == 1
+    # The first commit's build Job stays.
+    cluster.batch.read_namespaced_job(catalyst.build_job_name(BUILD, placed.commit), placed.target)
+    assert set(placed.phases) == {catalyst.PHASE_READY}, placed.phases
+    assert max(release_revisions(cluster, placed)) >= 2
+
+
+@pytest.mark.tier2
+def test_helm_every_write_to_the_environment_upgrades_the_release_again(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    """The operator reconciles on every change of the Environment, status included, and
+    in helm mode each reconcile clones the chart's source and runs `helm upgrade`: a
+    condition written by another controller (devjobs) makes a new release revision."""
+    placed = place_helm(cluster, app_server, catalyst_operator, namespace)
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    time.sleep(3)
+    before = max(release_revisions(cluster, placed))
+
+    condition = {
+        "type": "devjobs.dev/Probe",
+        "status": "True",
+        "reason": "Written",
+        "message": "a condition as devjobs writes one",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    cluster.custom.patch_namespaced_custom_object_status(
+        catalyst.GROUP,
+        catalyst.VERSION,
+        placed.team,
+        PLURAL_ENVIRONMENTS,
+        placed.name,
+        {"status": {"conditions": [condition]}},
+    )
+
+    wait_until(
+        "a new release revision",
+        lambda: max(release_revisions(cluster, placed)) > before,
+        60,
+    )
+    env = cluster.environment(placed) or {}
+    assert [c["type"] for c in env["status"]["conditions"]] == ["devjobs.dev/Probe"]
+    assert env["status"]["phase"] == catalyst.PHASE_READY
+
+
+@pytest.mark.tier2
+@pytest.mark.xfail(
+    strict=True,
+    reason="devjobs.catalyst.build_job_name keeps the build name as is; the operator "
+    "lowercases the Job name and replaces '/' and '.' with '-' (build_kaniko.go)",
+)
+def test_build_job_name_of_a_build_with_capitals_and_dots_is_as_devjobs_computes(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    build = "Web.Api"
+    placed = place_helm(cluster, app_server, catalyst_operator, namespace, build=build)
+
+    def job_names() -> list[str]:
+        jobs = cluster.batch.list_namespaced_job(
+            placed.target, label_selector=f"{catalyst.BUILD_NAME_LABEL}={build}"
+        ).items
+        return [j.metadata.name for j in jobs]
+
+    wait_until("the build Job", lambda: bool(job_names()))
+    assert job_names() == [f"build-web-api-{placed.commit[:7]}"]  # the operator's rule
+    assert job_names() == [catalyst.build_job_name(build, placed.commit)]
