@@ -45,7 +45,7 @@ def test_the_start_token_becomes_an_httponly_samesite_strict_cookie(ui: Running)
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
-    assert answer.headers["referrer-policy"] == "no-referrer"
+    assert answer.headers["referrer-policy"] == "same-origin"
     with httpx.Client(base_url=ui.base_url, cookies=answer.cookies) as client:
         page = client.get("/")
         assert page.status_code == 200

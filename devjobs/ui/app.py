@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from anyio import to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -299,8 +299,7 @@ class UI:
         own = f"{request.url.scheme}://{request.headers.get('host')}"
         if origin is None or origin.lower() != own.lower():
             return _plain(403, "devjobs ui: sign in from this server's own page")
-        form = await request.form()
-        token = str(form.get("token") or "").strip()
+        token = (await _form(request)).get("token", "").strip()
         answer = RedirectResponse("/", status_code=303)
         answer.set_cookie(
             security.TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/",
@@ -475,7 +474,7 @@ class UI:
             return viewer
         given = request.headers.get(security.CSRF_HEADER)
         if given is None and "form" in request.headers.get("content-type", ""):
-            given = str((await request.form()).get(security.CSRF_FIELD) or "") or None
+            given = (await _form(request)).get(security.CSRF_FIELD) or None
         if not security.csrf_valid(self.settings.secret, viewer.session, given):
             return _plain(403, "devjobs ui: missing or wrong CSRF token")
         p = request.path_params
@@ -490,6 +489,16 @@ class UI:
             status = error.status if error.status in (403, 404, 409, 422) else 502
             return _plain(status, f"devjobs ui: {describe(error)}")
         return JSONResponse({"requested": [key]}, status_code=202)
+
+
+async def _form(request: Request, limit: int = 64 * 1024) -> dict[str, str]:
+    """An `application/x-www-form-urlencoded` body's fields (first value of each)."""
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        return {}
+    body = await request.body()
+    if len(body) > limit:
+        return {}
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
 def _wants_events(request: Request) -> bool:

@@ -8,8 +8,9 @@
 - `origin_allowed`: a request from another origin is refused unless `--cors-origin`
   names it;
 - `SECURITY_HEADERS`: a strict Content-Security-Policy (scripts and styles from this
-  server only, no inline script, nothing framed), no referrer (the start token is in the
-  first URL), no MIME sniffing.
+  server only, no inline script, nothing framed), no referrer to other sites (the start token is in
+  the first URL; `same-origin`, not `no-referrer`, which makes browsers send `Origin: null`
+  on the sign-in form's POST), no MIME sniffing.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }

@@ -394,7 +394,6 @@ def retained_log(configmaps: Sequence[Mapping[str, Any]], key: str) -> list[dict
     return []
 
 
-
 def log_containers(detail: Mapping[str, Any]) -> list[str]:
     """The containers whose logs the job page follows, in the order they run."""
     return [str(c["name"]) for c in detail.get("containers") or []]
