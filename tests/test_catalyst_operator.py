@@ -873,3 +873,29 @@ def test_build_job_name_of_a_build_with_capitals_and_dots_is_as_devjobs_computes
     wait_until("the build Job", lambda: bool(job_names()))
     assert job_names() == [f"build-web-api-{placed.commit[:7]}"]  # the operator's rule
     assert job_names() == [catalyst.build_job_name(build, placed.commit)]
+
+
+@pytest.mark.tier2
+def test_helm_after_a_failed_build_a_good_commit_goes_from_failed_straight_to_ready(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    """`Failed` is kept while the next commit builds (the operator sets `Building` only
+    from a phase that is neither Ready nor Failed), then becomes `Ready`."""
+    placed = place_helm(
+        cluster, app_server, catalyst_operator, namespace, f"{images.FAIL_BUILD_MARK}\n"
+    )
+    cluster.wait_phase(placed, catalyst.PHASE_FAILED)
+    source = app_server.repos[-1]
+    source.write("Dockerfile", "FROM scratch\nCOPY index.html /www/\n")
+    good = source.commit("builds")
+    catalyst_operator.import_web_image(
+        catalyst.build_image(placed.project, BUILD, placed.name, good)
+    )
+    placed.phases.clear()
+
+    set_commit(cluster, placed, good)
+
+    cluster.wait_phase(placed, catalyst.PHASE_READY)
+    assert placed.phases == [catalyst.PHASE_FAILED, catalyst.PHASE_READY], placed.phases
+    job = cluster.batch.read_namespaced_job(catalyst.build_job_name(BUILD, good), placed.target)
+    assert (job.status.succeeded or 0) == 1
