@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
+from devjobs.kube.vocabulary import ANNOTATION_GENERATED_FROM
 from devjobs.resolver import models
 from devjobs.resolver.jobspec import JobSpec
 from devjobs.resolver.models import JobPlan, Trigger, wire_name
@@ -187,7 +188,7 @@ def project_crd(catalyst_crd: dict[str, Any]) -> dict[str, Any]:
         "Which devcontainer.json devjobs reads for this source (path), or none (enabled: false)."
     )
     annotations = crd.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations["devjobs.dev/generated-from"] = (
+    annotations[ANNOTATION_GENERATED_FROM] = (
         "Catalyst's Project CRD plus spec.sources[].jobs and spec.sources[].devcontainer"
     )
     for version in crd["spec"]["versions"]:

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devjobs.catalyst import GROUP as ENV_GROUP
+from devjobs.catalyst import VERSION as ENV_VERSION
 from devjobs.errors import DevjobsError
 from devjobs.kube.client import Kube
 from devjobs.kube.logstore import (
@@ -22,9 +24,7 @@ from devjobs.kube.logstore import (
     save_log_tail,
     tail_text,
 )
-from devjobs.resolver.environment import GROUP as ENV_GROUP
 from devjobs.resolver.environment import PLURAL as ENV_PLURAL
-from devjobs.resolver.environment import VERSION as ENV_VERSION
 
 ENV = {
     "apiVersion": "catalyst.catalyst.dev/v1alpha1",

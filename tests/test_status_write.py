@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
+from devjobs.catalyst import GROUP as ENV_GROUP
+from devjobs.catalyst import VERSION as ENV_VERSION
 from devjobs.errors import DevjobsError
 from devjobs.kube.client import Kube
 from devjobs.kube.conditions import aggregate_condition, condition_type, job_condition
 from devjobs.kube.jobstate import JobState, Phase
 from devjobs.kube.status import write_conditions
-from devjobs.resolver.environment import GROUP as ENV_GROUP
 from devjobs.resolver.environment import PLURAL as ENV_PLURAL
-from devjobs.resolver.environment import VERSION as ENV_VERSION
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 CATALYST = "catalyst-operator"

@@ -1,5 +1,6 @@
 """`devjobs controller`: runs each lifecycle point's jobs as Environments move along.
 
-observe (API JSON -> plain data) -> decide (pure `reconcile`) -> act (the few writes);
-`main` keeps the watches, the work queue and the Lease.
+observe (API JSON -> `Observed`) -> decide (pure, composed of `lifecycle`, `manual`,
+`initjobs`, `jobstates`, `reporting`) -> `actions` -> act (every write, GitHub's too);
+`main` keeps one reflector per kind, the work queue and the workers; `leader` the Lease.
 """

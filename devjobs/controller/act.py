@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from devjobs import catalyst
 from devjobs.controller.actions import (
     Action,
     ApplyWorkload,
@@ -163,7 +164,7 @@ def execute(
 
 def env_path(env: envmod.Environment) -> str:
     return (
-        f"/apis/{envmod.API_VERSION}/namespaces/{quote(env.namespace)}/"
+        f"/apis/{catalyst.API_VERSION}/namespaces/{quote(env.namespace)}/"
         f"{envmod.PLURAL}/{quote(env.name)}"
     )
 
@@ -196,7 +197,7 @@ def record_event(kube: Kube, env: envmod.Environment, event: RecordEvent) -> boo
         "kind": "Event",
         "metadata": {"name": event.name, "namespace": env.namespace},
         "involvedObject": {
-            "apiVersion": envmod.API_VERSION,
+            "apiVersion": catalyst.API_VERSION,
             "kind": envmod.KIND,
             "name": env.name,
             "namespace": env.namespace,
@@ -244,7 +245,7 @@ def keep_log_tail(kube: Kube, env: envmod.Environment, action: SaveLogTail) -> b
             return False
         tails = fetch_log_tails(kube, env.namespace, pod)
         owner = {
-            "apiVersion": envmod.API_VERSION,
+            "apiVersion": catalyst.API_VERSION,
             "kind": envmod.KIND,
             "metadata": {"name": env.name, "namespace": env.namespace, "uid": env.uid},
         }

@@ -167,12 +167,13 @@ class Controller:
         return [f"{prefix}/namespaces/{ns}/{plural}" for ns in self.config.namespaces]
 
     def _build_informers(self) -> None:
-        env_prefix = f"/apis/{envmod.API_VERSION}"
+        catalyst_api = catalyst.API_VERSION
+        env_prefix = f"/apis/{catalyst_api}"
         build_selector = f"{catalyst.BUILD_TYPE_LABEL}={catalyst.BUILD_TYPE}"
         workload = f"metadata.name={self.config.workload}"
         kinds: list[tuple[str, str, str, str, str, dict[str, str], bool]] = [
-            ("Environment", envmod.API_VERSION, envmod.KIND, env_prefix, "environments", {}, True),
-            ("Project", envmod.API_VERSION, "Project", env_prefix, "projects", {}, False),
+            ("Environment", catalyst_api, envmod.KIND, env_prefix, "environments", {}, True),
+            ("Project", catalyst_api, "Project", env_prefix, "projects", {}, False),
             ("Job", "batch/v1", "Job", "/apis/batch/v1", "jobs",
              {"label_selector": v.MANAGED_SELECTOR}, False),
             ("BuildJob", "batch/v1", "Job", "/apis/batch/v1", "jobs",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from devjobs import catalyst
 from devjobs.errors import DevjobsError
 from devjobs.kube.vocabulary import FIELD_MANAGER
 
@@ -23,14 +24,8 @@ _PLURALS = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("v1", "Pod"): ("/api/v1", "pods"),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
-    ("catalyst.catalyst.dev/v1alpha1", "Environment"): (
-        "/apis/catalyst.catalyst.dev/v1alpha1",
-        "environments",
-    ),
-    ("catalyst.catalyst.dev/v1alpha1", "Project"): (
-        "/apis/catalyst.catalyst.dev/v1alpha1",
-        "projects",
-    ),
+    (catalyst.API_VERSION, "Environment"): (f"/apis/{catalyst.API_VERSION}", "environments"),
+    (catalyst.API_VERSION, "Project"): (f"/apis/{catalyst.API_VERSION}", "projects"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from devjobs import catalyst
 from devjobs.errors import DevjobsError
 from devjobs.kube.client import Kube, KubeError, collection_path, describe
 from devjobs.kube.jobs import environment_label
@@ -13,7 +14,7 @@ from devjobs.resolver import environment as envmod
 
 
 def read_environment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    path = f"{collection_path(envmod.API_VERSION, envmod.KIND, namespace)}/{quote(name)}"
+    path = f"{collection_path(catalyst.API_VERSION, envmod.KIND, namespace)}/{quote(name)}"
     place = f"Environment {namespace}/{name}"
     try:
         obj = kube.get(path)

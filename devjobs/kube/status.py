@@ -30,11 +30,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from devjobs.catalyst import API_VERSION, GROUP
 from devjobs.errors import DevjobsError
 from devjobs.kube.client import Kube, KubeError
 from devjobs.kube.conditions import is_devjobs_type, merge_conditions
 from devjobs.kube.vocabulary import FIELD_MANAGER
-from devjobs.resolver.environment import API_VERSION, GROUP, PLURAL
+from devjobs.resolver.environment import PLURAL
 
 JSON_PATCH = "application/json-patch+json"
 

@@ -97,6 +97,9 @@ ANNOTATION_ENVIRONMENT = key("environment")
 """On a log record: the Environment's exact name (labels may have to shorten it)."""
 LOG_RECORD_PREFIX = "devjobs-log-"
 
+ANNOTATION_GENERATED_FROM = key("generated-from")
+"""On the jobs-aware Project CRD that `python -m devjobs.schemas` writes: what it adds."""
+
 # --- Kubernetes' own --------------------------------------------------------------------
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"

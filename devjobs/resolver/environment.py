@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from devjobs.catalyst import API_VERSION
 from devjobs.errors import DevjobsError
 from devjobs.resolver.documents import Document, load_documents, object_document
 from devjobs.resolver.fields import Fields, InvalidField
 
-GROUP = "catalyst.catalyst.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "Environment"
 PLURAL = "environments"
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devjobs.catalyst import API_VERSION
 from devjobs.errors import DevjobsError
 from devjobs.resolver.documents import Document, load_documents, object_document
-from devjobs.resolver.environment import API_VERSION, Environment, parse_environment
+from devjobs.resolver.environment import Environment, parse_environment
 from devjobs.resolver.fields import FieldPath, Fields, InvalidField
 from devjobs.resolver.jobspec import JobSpec
 from devjobs.resolver.models import WIRE_CONFIG

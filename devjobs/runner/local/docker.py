@@ -23,10 +23,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from devjobs.errors import DevjobsError
+from devjobs.kube.vocabulary import LABEL_JOB, LABEL_SOURCE, MANAGED_SELECTOR
 from devjobs.resolver.models import JobConfig
 from devjobs.runner.local.process import OutputSink, Step, start_step
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by=devjobs"
+MANAGED_BY_LABEL = MANAGED_SELECTOR
 DEFAULT_SOCKET = "/var/run/docker.sock"
 KEEP_ALIVE = 'trap "exit 0" TERM; while sleep 1000 & wait $!; do :; done'
 """The container's main process: idles until the container is removed (from the
@@ -89,8 +90,8 @@ class DockerSandbox:
         argv = [
             "docker", "run", "--detach", "--name", self.name,
             "--label", MANAGED_BY_LABEL,
-            "--label", f"devjobs.dev/source={self._job.source}",
-            "--label", f"devjobs.dev/job={self._job.name}",
+            "--label", f"{LABEL_SOURCE}={self._job.source}",
+            "--label", f"{LABEL_JOB}={self._job.name}",
             "--volume", f"{self._checkout}:{self._job.working_dir}",
             "--workdir", self._job.working_dir,
             *self._user,
