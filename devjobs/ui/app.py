@@ -405,39 +405,49 @@ class UI:
                     last = text
                 version = await self.store.changed(version, HEARTBEAT)
 
-        async def logs() -> None:
-            detail = await self.job_view(viewer, ns, name, key, run)
-            if detail is None:
-                return
-            pod = detail["pod"]
-            if detail["logSource"] == "live":
-                for container in views.log_containers(detail):
-                    version = -1
-                    while True:  # until the container has started (or its pod went)
-                        detail = await self.job_view(viewer, ns, name, key, run) or {}
-                        here = [c for c in detail.get("containers", []) if c["name"] == container]
-                        if detail.get("pod") != pod or not here or here[0]["state"] != "Waiting":
-                            break
-                        version = await self.store.changed(version, HEARTBEAT)
-                    if detail.get("pod") != pod:
+        finished = ("Succeeded", "Failed", "Cancelled")
+
+        async def detail_now() -> dict[str, Any]:
+            return await self.job_view(viewer, ns, name, key, run) or {}
+
+        async def stream_pod(pod: str, containers: list[str]) -> None:
+            for container in containers:
+                version = -1
+                while True:  # until the container started, the run ended or the pod went
+                    detail = await detail_now()
+                    here = [c for c in detail.get("containers", []) if c["name"] == container]
+                    if (
+                        detail.get("pod") != pod
+                        or detail.get("state") in finished
+                        or not here
+                        or here[0]["state"] != "Waiting"
+                    ):
                         break
-                    await out.put({"event": "container", "data": json.dumps({"name": container})})
-                    async for line in self.hub.follow(ns, pod, container):
-                        await out.put({"event": "line", "data": json.dumps([container, line])})
-                detail = await self.job_view(viewer, ns, name, key, run) or {}
-            # No pod (any more): the record devjobs kept, once it is there.
+                    version = await self.store.changed(version, HEARTBEAT)
+                if detail.get("pod") != pod:
+                    return
+                await out.put({"event": "container", "data": json.dumps({"name": container})})
+                async for line in self.hub.follow(ns, pod, container):
+                    await out.put({"event": "line", "data": json.dumps([container, line])})
+
+        async def logs() -> None:
+            streamed: set[str] = set()
             version = -1
-            for _ in range(40):
-                if detail.get("logSource") == "retained" or (
-                    detail.get("pod") and detail.get("pod") != pod
-                ):
+            while True:
+                detail = await detail_now()
+                pod = str(detail.get("pod") or "")
+                if pod and pod not in streamed and detail.get("logSource") == "live":
+                    streamed.add(pod)
+                    await stream_pod(pod, views.log_containers(detail))
+                    continue
+                if not streamed and detail.get("logSource") == "retained":
+                    await out.put({"event": "retained", "data": json.dumps(detail["retained"])})
                     break
-                if detail.get("state") in ("Succeeded", "Failed", "Cancelled") and pod:
-                    break  # the live stream had it all
+                if streamed and detail.get("state") in finished:
+                    break
+                if not detail:
+                    break
                 version = await self.store.changed(version, HEARTBEAT)
-                detail = await self.job_view(viewer, ns, name, key, run) or {}
-            if detail.get("logSource") == "retained" and not pod:
-                await out.put({"event": "retained", "data": json.dumps(detail["retained"])})
             await out.put({"event": "end", "data": "{}"})
 
         tasks = [asyncio.create_task(states()), asyncio.create_task(logs())]
