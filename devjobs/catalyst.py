@@ -100,6 +100,36 @@ def hierarchy(labels: Mapping[str, Any] | None) -> Hierarchy | None:
     return Hierarchy(team, project, environment)
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where an Environment's objects are."""
+
+    environment_namespace: str
+    """The Environment's own: its Events and the condition writes go there."""
+    target_namespace: str
+    """The operator's builds and workload, and everything devjobs runs for it (Jobs, their
+    pods, log records). Owner references cannot cross namespaces, so objects here are
+    owned by the Environment only when this is its own namespace; otherwise the operator's
+    deletion of the target namespace (on Environment deletion) removes them."""
+    project_namespace: str
+
+    @property
+    def owned(self) -> bool:
+        """Whether objects in the target namespace can carry an owner reference to it."""
+        return self.target_namespace == self.environment_namespace
+
+
+def place(namespace: str, labels: Mapping[str, Any] | None) -> Place:
+    """The operator's places for an Environment in `namespace` with `labels`. One without
+    the hierarchy labels is never reconciled by the operator; devjobs then keeps
+    everything in the Environment's own namespace (as an installation that plays Catalyst
+    itself does)."""
+    found = hierarchy(labels)
+    if found is None:
+        return Place(namespace, namespace, namespace)
+    return Place(namespace, found.target_namespace, found.project_namespace)
+
+
 # --- deployment modes and the workload -----------------------------------------------
 
 MODE_PRODUCTION = "production"

@@ -120,11 +120,24 @@ def test_many_containers_share_the_object_budget() -> None:
     assert sum(len(v.encode()) for v in cm["data"].values()) <= MAX_DATA_BYTES
 
 
-def test_environment_without_uid_or_in_another_namespace_is_refused() -> None:
+def test_an_environment_without_uid_is_refused() -> None:
     with pytest.raises(DevjobsError, match="metadata.uid"):
         log_configmap("ns", {"metadata": {"name": "pr-1"}}, "web/test", {})
-    with pytest.raises(DevjobsError, match="another namespace"):
-        log_configmap("other", ENV, "web/test", {})
+
+
+def test_a_record_in_a_target_namespace_names_the_environment_instead_of_an_owner() -> None:
+    """Owner references cannot cross namespaces: a record beside the jobs in Catalyst's
+    target namespace says which namespace its Environment is in, and goes with the
+    target namespace."""
+    cm = log_configmap("team-shop-pr-1", ENV, "web/test", {"job": "ok\n"})
+    assert cm["metadata"]["namespace"] == "team-shop-pr-1"
+    assert cm["metadata"]["ownerReferences"] == []
+    annotations = cm["metadata"]["annotations"]
+    assert annotations["devjobs.dev/environment-namespace"] == ENV["metadata"]["namespace"]
+    assert annotations["devjobs.dev/environment"] == "pr-1"
+    owned = log_configmap(ENV["metadata"]["namespace"], ENV, "web/test", {"job": "ok\n"})
+    assert owned["metadata"]["ownerReferences"][0]["uid"] == ENV["metadata"]["uid"]
+    assert "devjobs.dev/environment-namespace" not in owned["metadata"]["annotations"]
 
 
 # --- against the API server ------------------------------------------------------------

@@ -11,8 +11,9 @@ from devjobs.errors import DevjobsError
 from devjobs.kube.podspec import RenderOptions
 from devjobs.kube.render import render
 from devjobs.kube.workspace import GitCredentials
+from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import Trigger
-from tests.render_fixtures import SHA, environment, job, plan, standard_plan
+from tests.render_fixtures import SHA, environment, environment_dict, job, plan, standard_plan
 
 
 def _jobs(trigger: Trigger = Trigger.POST_DEPLOY, **kwargs: object) -> dict[str, dict[str, Any]]:
@@ -247,3 +248,35 @@ def test_render_output_is_byte_stable_and_has_no_yaml_anchors() -> None:
     import yaml
 
     assert list(yaml.safe_load_all(once("yaml"))) == json.loads(once("json"))["items"]
+
+
+def test_a_labelled_environments_jobs_go_to_catalysts_target_namespace_without_an_owner() -> None:
+    """Catalyst's operator keeps builds and the workload in the target namespace
+    `<team>-<project>-<environment>`; devjobs' Jobs and the workload patch go there too,
+    and (owner references cannot cross namespaces) name the Environment's namespace."""
+    obj = environment_dict(namespace="team-a")
+    obj["metadata"]["labels"] = {
+        "catalyst.dev/team": "team-a",
+        "catalyst.dev/project": "shop",
+        "catalyst.dev/environment": "pr-12",
+    }
+    env = envmod.from_object(obj)
+    assert env.jobs_namespace == "team-a-shop-pr-12"
+    rendered = render(standard_plan(), env, RenderOptions(trigger=Trigger.PRE_DEPLOY))
+    (smoke,) = rendered.jobs
+    meta = smoke.manifest["metadata"]
+    assert meta["namespace"] == "team-a-shop-pr-12"
+    assert "ownerReferences" not in meta
+    assert meta["annotations"]["devjobs.dev/environment-namespace"] == "team-a"
+    assert meta["labels"]["devjobs.dev/environment"] == "pr-12"
+    assert rendered.workload_patch is not None
+    assert rendered.workload_patch["metadata"]["namespace"] == "team-a-shop-pr-12"
+
+
+def test_an_unlabelled_environment_keeps_its_jobs_in_its_own_namespace_with_an_owner() -> None:
+    env = environment()
+    (job_,) = render(standard_plan(), env, RenderOptions(trigger=Trigger.PRE_DEPLOY)).jobs
+    meta = job_.manifest["metadata"]
+    assert meta["namespace"] == env.namespace
+    assert meta["ownerReferences"][0]["uid"] == env.uid
+    assert "devjobs.dev/environment-namespace" not in meta["annotations"]

@@ -377,8 +377,9 @@ def test_rbac_denial_of_the_status_patch_is_a_clear_error(envs: Envs, restricted
     # The reader can get it (RBAC is live: the role binding works)...
     with pytest.raises(DevjobsError) as err:
         write_conditions(
-            restricted, envs.namespace, "pr-1", [job_condition(_state(Phase.RUNNING), generation=1)]
-        )
+            Kube(restricted), envs.namespace, "pr-1",
+            [job_condition(_state(Phase.RUNNING), generation=1)],
+        )  # fmt: skip
     # ...but not patch its status.
     text = str(err.value)
     assert text.startswith(f"environments/{envs.namespace}/pr-1: forbidden:")
@@ -396,8 +397,9 @@ def test_rbac_denial_of_the_read_is_a_clear_error(
 ) -> None:
     with pytest.raises(DevjobsError, match=r"forbidden: .*cannot get resource \"environments\""):
         write_conditions(
-            restricted, "default", "pr-1", [job_condition(_state(Phase.RUNNING), generation=1)]
-        )
+            Kube(restricted), "default", "pr-1",
+            [job_condition(_state(Phase.RUNNING), generation=1)],
+        )  # fmt: skip
 
 
 def test_remove_drops_devjobs_conditions_in_the_same_patch_and_never_catalysts(

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from devjobs.cli.status import latest_jobs
     from devjobs.kube.client import connect
     from devjobs.kube.lookups import list_jobs, read_environment
+    from devjobs.kube.vocabulary import JOB_NAME_LABEL
     from devjobs.resolver import environment as envmod
 
     namespace, name = envmod.parse_ref(args.environment)
@@ -40,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
     key = pick_key(args.job, set(latest), sources)
     job = latest.get(key)
     out = sys.stdout
+    jobs_namespace = environment.jobs_namespace
     if job is not None:
         pods = (
             kube.list(
-                f"/api/v1/namespaces/{namespace}/pods",
-                f"batch.kubernetes.io/job-name={job['metadata']['name']}",
+                f"/api/v1/namespaces/{jobs_namespace}/pods",
+                f"{JOB_NAME_LABEL}={job['metadata']['name']}",
             ).get("items")
             or []
         )
@@ -52,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
             return follow(kube, environment, job, out)
         if pods:
             pod = sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))[-1]
-            print_pod_logs(kube, namespace, pod, out)
+            print_pod_logs(kube, jobs_namespace, pod, out)
             return 0
     from devjobs.kube.logstore import read_log_tail
 
-    tails = read_log_tail(kube, namespace, name, key)
+    tails = read_log_tail(kube, jobs_namespace, name, key)
     if not tails:
         raise DevjobsError(args.job, f"no logs kept for {key} in {namespace}/{name}")
     many = len(tails) > 1
@@ -96,7 +98,7 @@ def print_pod_logs(kube: Any, namespace: str, pod: dict[str, Any], out: Any) -> 
 
 def follow(kube: Any, environment: Any, job: dict[str, Any], out: Any) -> int:
     from devjobs.kube.jobstate import Phase
-    from devjobs.kube.vocabulary import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY
+    from devjobs.kube.vocabulary import ANNOTATION_CONTAINERS, ANNOTATION_JOB_KEY, JOB_NAME_LABEL
     from devjobs.runner.cluster.follow import Follower, Target
 
     meta = job["metadata"]
@@ -106,8 +108,8 @@ def follow(kube: Any, environment: Any, job: dict[str, Any], out: Any) -> int:
     target = Target(meta["name"], key, key.split("/", 1)[-1], containers)
     states = Follower(
         kube=kube,
-        namespace=environment.namespace,
-        selector=f"batch.kubernetes.io/job-name={meta['name']}",
+        namespace=environment.jobs_namespace,
+        selector=f"{JOB_NAME_LABEL}={meta['name']}",
         targets=[target],
         out=out,
     ).run()

@@ -66,7 +66,7 @@ def collect(kube: Any, namespace: str, name: str) -> list[dict[str, str]]:
     latest = latest_jobs(list_jobs(kube, environment))
     pods = (
         kube.list(
-            f"/api/v1/namespaces/{namespace}/pods",
+            f"/api/v1/namespaces/{environment.jobs_namespace}/pods",
             f"{LABEL_ENVIRONMENT}={label_value(environment.name)}",
         ).get("items")
         or []

@@ -65,44 +65,71 @@ class Counters:
 
 
 @dataclass
-class RecentCreates:
-    """Jobs this process created that its Job informer has not shown yet.
+class Recent:
+    """Writes this process made that its reflectors have not shown yet.
 
-    `reconcile` creates every desired Job it does not observe; when the informer lags
-    behind a create, the next round (another object's event) would apply the same Job
-    again (2 of 1002 applies in bench/controller_200.py). The shell remembers each
-    created Job by namespace, name and spec hash until the informer shows it, or for
-    `ttl` seconds (a Job deleted before it was ever seen is created again after that),
-    and holds back a create it remembers. The pure core stays as it is."""
+    `decide` asks for what it does not observe; when a reflector lags behind a write,
+    the next round (another object's event) would ask for the same write again (2 of
+    1002 applies in bench/controller_200.py; a second `pending` commit status). The shell
+    remembers each write by what it wrote to, and the value, until the reflector shows
+    it or for `ttl` seconds (a Job deleted before it was ever seen is created again after
+    that), and holds back a write it remembers. The pure core stays as it is."""
 
     ttl: float = 60.0
     clock: Callable[[], float] = time.monotonic
-    _made: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    _made: dict[tuple[str, ...], tuple[str, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def created(self, namespace: str, action: CreateJob) -> None:
+    def wrote(self, key: tuple[str, ...], value: str) -> None:
         with self._lock:
-            self._made[(namespace, action.name)] = (_spec_hash(action), self.clock())
+            self._made[key] = (value, self.clock())
 
-    def seen(self, namespace: str, names: Collection[str]) -> None:
-        """The informer shows these Jobs of `namespace`: nothing to remember for them."""
+    def forget(self, keys: Collection[tuple[str, ...]]) -> None:
+        """The reflectors show these: nothing to remember for them."""
         with self._lock:
-            for name in names:
-                self._made.pop((namespace, name), None)
+            for key in keys:
+                self._made.pop(key, None)
 
-    def holds(self, namespace: str, action: CreateJob) -> bool:
-        """Whether `action` creates a Job just created and not yet seen (same spec)."""
+    def holds(self, key: tuple[str, ...], value: str) -> bool:
+        """Whether `value` was just written to `key` and is not yet seen."""
         with self._lock:
-            made = self._made.get((namespace, action.name))
+            made = self._made.get(key)
             if made is None:
                 return False
             if self.clock() - made[1] > self.ttl:
-                del self._made[(namespace, action.name)]
+                del self._made[key]
                 return False
-            return made[0] == _spec_hash(action)
+            return made[0] == value
 
     def __len__(self) -> int:
         return len(self._made)
+
+
+@dataclass
+class RecentCreates:
+    """The Jobs created and not yet seen (`Recent`, keyed by namespace and name, valued by
+    spec hash)."""
+
+    ttl: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    memory: Recent = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.memory = Recent(self.ttl, self.clock)
+
+    def created(self, namespace: str, action: CreateJob) -> None:
+        self.memory.wrote((namespace, action.name), _spec_hash(action))
+
+    def seen(self, namespace: str, names: Collection[str]) -> None:
+        """The informer shows these Jobs of `namespace`: nothing to remember for them."""
+        self.memory.forget([(namespace, name) for name in names])
+
+    def holds(self, namespace: str, action: CreateJob) -> bool:
+        """Whether `action` creates a Job just created and not yet seen (same spec)."""
+        return self.memory.holds((namespace, action.name), _spec_hash(action))
+
+    def __len__(self) -> int:
+        return len(self.memory)
 
 
 def _spec_hash(action: CreateJob) -> str:
@@ -117,6 +144,7 @@ def execute(
     counters: Counters | None = None,
     github: GitHubStatuses | None = None,
     recent: RecentCreates | None = None,
+    posted: Recent | None = None,
 ) -> None:
     """Run `actions` in order; the first failure raises (KubeError or DevjobsError) and the
     rest wait for the retry, which decides again from what is then observed. A CreateJob
@@ -124,16 +152,16 @@ def execute(
     counters = counters if counters is not None else Counters()
     for action in actions:
         if isinstance(action, CreateJob):
-            if recent is not None and recent.holds(env.namespace, action):
+            if recent is not None and recent.holds(env.jobs_namespace, action):
                 log.debug("%s: Job %s created already, not yet seen", env.ref, action.name)
                 continue
             kube.apply(action.manifest)
             if recent is not None:
-                recent.created(env.namespace, action)
+                recent.created(env.jobs_namespace, action)
             counters.add("job-create")
             log.info("%s: created Job %s", env.ref, action.name)
         elif isinstance(action, DeleteJob):
-            path = f"/apis/batch/v1/namespaces/{quote(env.namespace)}/jobs/{quote(action.name)}"
+            path = f"{collection_path('batch/v1', 'Job', env.jobs_namespace)}/{quote(action.name)}"
             kube.delete(path, propagation="Background")
             counters.add("job-delete")
             log.info("%s: cancelled Job %s (%s)", env.ref, action.name, action.reason)
@@ -158,8 +186,15 @@ def execute(
         elif isinstance(action, RecordEvent):
             if record_event(kube, env, action):
                 counters.add("event")
-        elif isinstance(action, PostStatus) and post_status(kube, env, github, action):
-            counters.add("github-status")
+        elif isinstance(action, PostStatus):
+            key = _post_key(env, action)
+            value = f"{state_for(action.state.phase)}@{action.state.commit}"
+            if posted is not None and posted.holds(key, value):
+                continue
+            if post_status(kube, env, github, action):
+                counters.add("github-status")
+                if posted is not None:
+                    posted.wrote(key, value)
 
 
 def env_path(env: envmod.Environment) -> str:
@@ -240,22 +275,28 @@ def keep_log_tail(kube: Kube, env: envmod.Environment, action: SaveLogTail) -> b
     """Read the pod's (init) container logs and keep their tails; False when nothing was
     written (pod gone, or an error, which becomes a Warning Event)."""
     try:
-        pod = kube.get(f"{collection_path('v1', 'Pod', env.namespace)}/{quote(action.pod)}")
+        namespace = env.jobs_namespace
+        pod = kube.get(f"{collection_path('v1', 'Pod', namespace)}/{quote(action.pod)}")
         if pod is None:
             return False
-        tails = fetch_log_tails(kube, env.namespace, pod)
+        tails = fetch_log_tails(kube, namespace, pod)
         owner = {
             "apiVersion": catalyst.API_VERSION,
             "kind": envmod.KIND,
             "metadata": {"name": env.name, "namespace": env.namespace, "uid": env.uid},
         }
-        save_log_tail(kube, env.namespace, owner, action.key, tails, job_name=action.job_name)
+        save_log_tail(kube, namespace, owner, action.key, tails, job_name=action.job_name)
     except (DevjobsError, KubeError) as error:
         text = f"log tail of {action.key} (Job {action.job_name}) not kept: {error}"
         warn(kube, env, f"logs/{action.key}", "LogTailNotKept", text)
         return False
     log.info("%s: kept the log tail of %s (Job %s)", env.ref, action.key, action.job_name)
     return True
+
+
+def _post_key(env: envmod.Environment, action: PostStatus) -> tuple[str, ...]:
+    target = action.job_name or f"deployment/{action.workload}"
+    return (env.jobs_namespace, target, action.state.key)
 
 
 def post_status(
@@ -275,10 +316,12 @@ def post_status(
         return False
     github_state: str = state_for(state.phase)
     if action.job_name is not None:
-        path = f"{collection_path('batch/v1', 'Job', env.namespace)}/{quote(action.job_name)}"
+        jobs = collection_path("batch/v1", "Job", env.jobs_namespace)
+        path = f"{jobs}/{quote(action.job_name)}"
         annotations = {v.ANNOTATION_GITHUB_STATE: github_state}
     elif action.workload is not None:
-        path = f"{collection_path('apps/v1', 'Deployment', env.namespace)}/{quote(action.workload)}"
+        deployments = collection_path("apps/v1", "Deployment", env.jobs_namespace)
+        path = f"{deployments}/{quote(action.workload)}"
         annotations = {v.init_github_state_annotation(state.key): f"{github_state}@{state.commit}"}
     else:
         return posted

@@ -34,6 +34,7 @@ from devjobs.errors import DevjobsError
 from devjobs.github.statuses import GitHubStatuses
 from devjobs.kube import vocabulary as v
 from devjobs.kube.client import Kube, KubeError
+from devjobs.kube.jobs import environment_label
 from devjobs.kube.reflector import Key, Listener, Reflector, object_key
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
@@ -153,6 +154,8 @@ class Controller:
         self.stats = Stats()
         self._failures: dict[Key, int] = {}
         self.recent = act.RecentCreates()
+        self.posted = act.Recent()
+        """GitHub states posted and not yet seen recorded (no second post)."""
         """Jobs created and not yet seen by the Job informer (no second apply)."""
         self._plans: dict[str, JobPlan | str] = {}
         self._plans_lock = threading.Lock()
@@ -161,54 +164,94 @@ class Controller:
 
     # -- wiring
 
-    def _paths(self, prefix: str, plural: str) -> list[str]:
-        if not self.config.namespaces:
-            return [f"{prefix}/{plural}"]
-        return [f"{prefix}/namespaces/{ns}/{plural}" for ns in self.config.namespaces]
+    _KINDS: tuple[tuple[str, str, str, str, str], ...] = (
+        # (name, apiVersion, kind, API prefix, plural)
+        ("Environment", catalyst.API_VERSION, envmod.KIND, f"/apis/{catalyst.API_VERSION}",
+         "environments"),
+        ("Project", catalyst.API_VERSION, "Project", f"/apis/{catalyst.API_VERSION}",
+         "projects"),
+        ("Job", "batch/v1", "Job", "/apis/batch/v1", "jobs"),
+        ("BuildJob", "batch/v1", "Job", "/apis/batch/v1", "jobs"),
+        ("Pod", "v1", "Pod", "/api/v1", "pods"),
+        # The workload's pods that run devjobs' init containers (InitContainer jobs).
+        ("WorkloadPod", "v1", "Pod", "/api/v1", "pods"),
+        # Kept log records (kube.logstore): which Job's logs each one holds.
+        ("ConfigMap", "v1", "ConfigMap", "/api/v1", "configmaps"),
+        ("Deployment", "apps/v1", "Deployment", "/apis/apps/v1", "deployments"),
+    )  # fmt: skip
+    _TARGET_KINDS = ("Job", "BuildJob", "Pod", "WorkloadPod", "ConfigMap", "Deployment")
+    """What lives in an Environment's target namespace (`catalyst.Place`)."""
+
+    def _selectors(self, name: str) -> Mapping[str, str]:
+        build = f"{catalyst.BUILD_TYPE_LABEL}={catalyst.BUILD_TYPE}"
+        return {
+            "Job": {"label_selector": v.MANAGED_SELECTOR},
+            "BuildJob": {"label_selector": build},
+            "Pod": {"label_selector": v.MANAGED_SELECTOR},
+            "WorkloadPod": {"label_selector": v.LABEL_WORKLOAD},
+            "ConfigMap": {"label_selector": v.LOG_SELECTOR},
+            "Deployment": {"field_selector": f"metadata.name={self.config.workload}"},
+        }.get(name, {})
 
     def _build_informers(self) -> None:
-        catalyst_api = catalyst.API_VERSION
-        env_prefix = f"/apis/{catalyst_api}"
-        build_selector = f"{catalyst.BUILD_TYPE_LABEL}={catalyst.BUILD_TYPE}"
-        workload = f"metadata.name={self.config.workload}"
-        kinds: list[tuple[str, str, str, str, str, dict[str, str], bool]] = [
-            ("Environment", catalyst_api, envmod.KIND, env_prefix, "environments", {}, True),
-            ("Project", catalyst_api, "Project", env_prefix, "projects", {}, False),
-            ("Job", "batch/v1", "Job", "/apis/batch/v1", "jobs",
-             {"label_selector": v.MANAGED_SELECTOR}, False),
-            ("BuildJob", "batch/v1", "Job", "/apis/batch/v1", "jobs",
-             {"label_selector": build_selector}, False),
-            ("Pod", "v1", "Pod", "/api/v1", "pods", {"label_selector": v.MANAGED_SELECTOR}, False),
-            # The workload's pods that run devjobs' init containers (InitContainer jobs).
-            ("WorkloadPod", "v1", "Pod", "/api/v1", "pods",
-             {"label_selector": v.LABEL_WORKLOAD}, False),
-            # Kept log records (kube.logstore): which Job's logs each one holds.
-            ("ConfigMap", "v1", "ConfigMap", "/api/v1", "configmaps",
-             {"label_selector": v.LOG_SELECTOR}, False),
-            ("Deployment", "apps/v1", "Deployment", "/apis/apps/v1", "deployments",
-             {"field_selector": workload}, False),
-        ]  # fmt: skip
-        for name, api_version, kind, prefix, plural, selectors, managed_fields in kinds:
-            paths = self._paths(prefix, plural)
-            ns = self.config.project_namespace
-            if (
-                name == "Project"
-                and self.config.namespaces
-                and ns
-                and ns not in self.config.namespaces
-            ):
-                paths.append(f"{prefix}/namespaces/{ns}/{plural}")
-            reflectors = []
-            for path in paths:
-                reflector = Reflector(
-                    self.kube, path, api_version=api_version, kind=kind,
-                    keep_managed_fields=managed_fields,
-                    label_selector=selectors.get("label_selector"),
-                    field_selector=selectors.get("field_selector"),
-                )  # fmt: skip
-                reflector.add_listener(self._listener(name))
-                reflectors.append(reflector)
-            self.informers[name] = reflectors
+        """One reflector per kind: cluster-wide, or per watched namespace (the configured
+        ones at start; target and team namespaces as their Environments appear)."""
+        self.informers = {name: [] for name, *_ in self._KINDS}
+        self._watched: set[tuple[str, str]] = set()
+        self._watch_lock = threading.Lock()
+        self._stop: threading.Event | None = None
+        if not self.config.namespaces:
+            for name, *_ in self._KINDS:
+                self._add_reflector(name, None)
+            return
+        for namespace in self.config.namespaces:
+            for name, *_ in self._KINDS:
+                self._add_reflector(name, namespace)
+        if self.config.project_namespace:
+            self._add_reflector("Project", self.config.project_namespace)
+
+    def _add_reflector(self, name: str, namespace: str | None) -> Reflector | None:
+        """Start watching kind `name` in `namespace` (None: all) unless already watched."""
+        with self._watch_lock:
+            if (name, namespace or "") in self._watched or (name, "") in self._watched:
+                return None
+            self._watched.add((name, namespace or ""))
+            return self._new_reflector(name, namespace)
+
+    def _new_reflector(self, name: str, namespace: str | None) -> Reflector:
+        _, api_version, kind, prefix, plural = next(k for k in self._KINDS if k[0] == name)
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+        selectors = self._selectors(name)
+        reflector = Reflector(
+            self.kube, path, api_version=api_version, kind=kind,
+            keep_managed_fields=name == "Environment",
+            label_selector=selectors.get("label_selector"),
+            field_selector=selectors.get("field_selector"),
+        )  # fmt: skip
+        reflector.add_listener(self._listener(name))
+        self.informers[name].append(reflector)
+        if self._stop is not None:
+            reflector.start(self._stop)
+        return reflector
+
+    def _watch_place(self, place: catalyst.Place) -> None:
+        """With watched namespaces configured, also watch where an Environment's objects
+        are: its target namespace and its team's (Project) namespace."""
+        if not self.config.namespaces:
+            return
+        for name in self._TARGET_KINDS:
+            self._add_reflector(name, place.target_namespace)
+        self._add_reflector("Project", place.project_namespace)
+
+    def _synced_for(self, place: catalyst.Place) -> bool:
+        """Every reflector that covers this Environment's namespaces has listed."""
+        wanted = {place.target_namespace, place.project_namespace, ""}
+        return all(
+            r.synced.is_set()
+            for rs in self.informers.values()
+            for r in rs
+            if _namespace_of(r.path) in wanted
+        )
 
     def _listener(self, name: str) -> Listener:
         def changed(
@@ -222,7 +265,12 @@ class Controller:
         return [o for inf in self.informers[kind] for o in inf.items()]
 
     def _envs_in(self, namespace: str) -> list[Key]:
-        return [object_key(e) for e in self._items("Environment") if object_key(e)[0] == namespace]
+        """The Environments whose objects live in `namespace` (their target namespace)."""
+        return [
+            object_key(e)
+            for e in self._items("Environment")
+            if place_of(e).target_namespace == namespace
+        ]
 
     def _changed(
         self, kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
@@ -233,12 +281,14 @@ class Controller:
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
         if kind == "Environment":
+            if new is not None:
+                self._watch_place(place_of(new))
             self.queue.add((namespace, name))
         elif kind == "Project":
             for env in self._items("Environment"):
                 ref = ((env.get("spec") or {}).get("projectRef") or {}).get("name")
-                env_ns = object_key(env)[0]
-                if ref == name and namespace in (env_ns, self.config.project_namespace):
+                homes = (place_of(env).project_namespace, self.config.project_namespace)
+                if ref == name and namespace in homes:
                     self.queue.add(object_key(env))
         elif kind in ("BuildJob", "Deployment"):
             for key in self._envs_in(namespace):
@@ -250,18 +300,17 @@ class Controller:
                 return
             env_label = labels.get(v.LABEL_ENVIRONMENT) or labels.get(v.LABEL_WORKLOAD)
             for key in self._envs_in(namespace):
-                if env_label in (key[1], None):
+                if env_label in (environment_label(key[1]), None):
                     self.queue.add(key)
 
     # -- reconcile
 
     def project_for(self, env: Mapping[str, Any]) -> dict[str, Any] | None:
-        """`spec.projectRef.name` in the Environment's namespace, else in the configured
-        Project namespace; never in any other (a Project's jobs run only in its
-        Environments' namespaces, and an Environment cannot borrow another team's)."""
+        """`spec.projectRef.name` where Catalyst reads it (the team's namespace of a
+        labelled Environment, else its own), else in the configured Project namespace;
+        never in any other (an Environment cannot borrow another team's Project)."""
         ref = ((env.get("spec") or {}).get("projectRef") or {}).get("name")
-        namespace = object_key(env)[0]
-        for ns in (namespace, self.config.project_namespace):
+        for ns in (place_of(env).project_namespace, self.config.project_namespace):
             for inf in self.informers["Project"]:
                 found = inf.get(str(ns), str(ref))
                 if found is not None:
@@ -298,14 +347,17 @@ class Controller:
         )
         if env_obj is None:
             return None
-        namespace = key[0]
+        place = place_of(env_obj)
+        if not self._synced_for(place):
+            return 0.2  # its namespaces' reflectors have just started: not yet informed
+        namespace = place.target_namespace
         project = self.project_for(env_obj)
         plan: JobPlan | None = None
         plan_error: str | None = None
         retry: float | None = None
         if project is None:
             ref = ((env_obj.get("spec") or {}).get("projectRef") or {}).get("name")
-            plan_error = f"Project {ref!r} not found in namespace {namespace!r}" + (
+            plan_error = f"Project {ref!r} not found in namespace {place.project_namespace!r}" + (
                 f" or {self.config.project_namespace!r}" if self.config.project_namespace else ""
             )
         else:
@@ -339,7 +391,7 @@ class Controller:
                 self.stats.first_create.setdefault(key, time.monotonic())
             act.execute(
                 self.kube, observed.environment, actions, self.stats.counters, self.github,
-                self.recent,
+                self.recent, self.posted,
             )  # fmt: skip
         if retry is None:
             self._failures.pop(key, None)
@@ -373,11 +425,12 @@ class Controller:
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         """Watch and reconcile until `stop` is set."""
-        for reflectors in self.informers.values():
-            for reflector in reflectors:
-                reflector.start(stop)
-        all_informers = [inf for infs in self.informers.values() for inf in infs]
-        while not stop.is_set() and not all(inf.synced.is_set() for inf in all_informers):
+        with self._watch_lock:
+            initial = [r for reflectors in self.informers.values() for r in reflectors]
+            self._stop = stop
+        for reflector in initial:
+            reflector.start(stop)
+        while not stop.is_set() and not all(r.synced.is_set() for r in initial):
             stop.wait(0.05)
         if stop.is_set():
             return
@@ -394,3 +447,14 @@ class Controller:
         stop.wait()
         for thread in workers:
             thread.join(timeout=5)
+
+
+def place_of(env: Mapping[str, Any]) -> catalyst.Place:
+    meta = env.get("metadata") or {}
+    return catalyst.place(str(meta.get("namespace") or ""), meta.get("labels"))
+
+
+def _namespace_of(path: str) -> str:
+    """The namespace of a collection path, '' for a cluster-wide one."""
+    parts = path.split("/")
+    return parts[parts.index("namespaces") + 1] if "namespaces" in parts else ""

@@ -226,7 +226,7 @@ def observe(
     """Assemble an `Observed` from API objects (those of other environments are ignored)."""
     env = envmod.from_object(env_obj)
     status = _map(env_obj.get("status"))
-    namespace = env.namespace
+    namespace = env.jobs_namespace
     own = [j for j in jobs if belongs_to(j, env, namespace)]
     return Observed(
         environment=env,
@@ -238,14 +238,14 @@ def observe(
         builds=tuple(
             build_obs(j)
             for j in build_jobs
-            if _map(j.get("metadata")).get("namespace") == env.namespace
+            if _map(j.get("metadata")).get("namespace") == namespace
         ),
         workload=workload_obs(
             deployment,
             [
                 p
                 for p in workload_pods
-                if _map(p.get("metadata")).get("namespace") == env.namespace
+                if _map(p.get("metadata")).get("namespace") == namespace
                 and _map(_map(p.get("metadata")).get("labels")).get(v.LABEL_WORKLOAD)
                 == naming.label_value(env.name)
             ],

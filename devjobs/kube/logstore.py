@@ -16,7 +16,9 @@ readable prefix plus a hash of (environment, job key), so it is deterministic an
 collides when names are long or contain dashes. The Environment is the owner (not the
 Job; `controller` and `blockOwnerDeletion` as for the Jobs, see
 `environment.Environment.owner_reference`), so deleting the Job and its pods keeps the
-logs and deleting the Environment removes them. Data keys are `<container>.log`.
+logs and deleting the Environment removes them; in a Catalyst target namespace, where
+no owner reference can reach it, the record names the Environment's namespace instead
+and goes with the target namespace. Data keys are `<container>.log`.
 """
 
 from __future__ import annotations
@@ -92,11 +94,7 @@ def log_configmap(
     env_name, uid = meta.get("name"), meta.get("uid")
     if not env_name or not uid:
         raise DevjobsError("log store", "the Environment must have metadata.name and metadata.uid")
-    if meta.get("namespace") not in (None, namespace):
-        raise DevjobsError(
-            f"environments/{meta.get('namespace')}/{env_name}",
-            f"cannot own a ConfigMap in another namespace ({namespace})",
-        )
+    owned = meta.get("namespace") in (None, namespace)
     if "/" not in job_key:
         raise DevjobsError("log store", f"job key {job_key!r} is not source/job")
     source, job = job_key.split("/", 1)
@@ -113,6 +111,23 @@ def log_configmap(
     ):
         if naming.is_label_value(value):
             labels[label] = value
+    annotations = {v.ANNOTATION_JOB_KEY: job_key, v.ANNOTATION_ENVIRONMENT: env_name}
+    owners: list[dict[str, Any]] = []
+    if owned:
+        owners.append(
+            {
+                "apiVersion": environment.get("apiVersion", ""),
+                "kind": environment.get("kind", ""),
+                "name": env_name,
+                "uid": uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        )
+    else:
+        # Owner references cannot cross namespaces: the Environment's namespace says
+        # whose it is, and the operator's deletion of the target namespace removes it.
+        annotations[v.ANNOTATION_ENVIRONMENT_NAMESPACE] = str(meta.get("namespace"))
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -120,17 +135,8 @@ def log_configmap(
             "name": configmap_name(env_name, job_key),
             "namespace": namespace,
             "labels": labels,
-            "annotations": {v.ANNOTATION_JOB_KEY: job_key, v.ANNOTATION_ENVIRONMENT: env_name},
-            "ownerReferences": [
-                {
-                    "apiVersion": environment.get("apiVersion", ""),
-                    "kind": environment.get("kind", ""),
-                    "name": env_name,
-                    "uid": uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "annotations": annotations,
+            "ownerReferences": owners,
         },
         "data": data,
     }

@@ -28,13 +28,13 @@ def read_environment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 def list_environment_objects(
     kube: Kube, environment: envmod.Environment, api_version: str, kind: str
 ) -> list[dict[str, Any]]:
-    """The Environment's Jobs or pods (by `LABEL_ENVIRONMENT`) in its namespace."""
-    path = collection_path(api_version, kind, environment.namespace)
+    """The Environment's Jobs or pods (by `LABEL_ENVIRONMENT`) where its jobs run."""
+    path = collection_path(api_version, kind, environment.jobs_namespace)
     selector = f"{LABEL_ENVIRONMENT}={environment_label(environment.name)}"
     try:
         items: list[dict[str, Any]] = kube.list(path, selector).get("items") or []
     except KubeError as error:
-        where = f"{kind.lower()}s in namespace {environment.namespace}"
+        where = f"{kind.lower()}s in namespace {environment.jobs_namespace}"
         raise DevjobsError(where, describe(error)) from None
     return items
 

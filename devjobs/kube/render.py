@@ -213,9 +213,10 @@ def render_job(
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds
     metadata: dict[str, Any] = {
         "name": name,
-        "namespace": environment.namespace,
+        "namespace": environment.jobs_namespace,
         "labels": labels,
         "annotations": {
+            **owner_or_origin(environment),
             v.ANNOTATION_COMMIT: commit,
             v.ANNOTATION_SPEC_HASH: spec_hash,
             v.ANNOTATION_BASE_HASH: base_hash,
@@ -224,7 +225,7 @@ def render_job(
             v.ANNOTATION_CONTAINERS: ",".join(c["name"] for c in containers),
         },
     }
-    if environment.uid:
+    if environment.uid and environment.place.owned:
         metadata["ownerReferences"] = [environment.owner_reference()]
     manifest = {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
     return RenderedJob(
@@ -237,6 +238,15 @@ def render_job(
         manifest=manifest,
         containers=tuple(c["name"] for c in containers),
     )
+
+
+def owner_or_origin(environment: Environment) -> dict[str, str]:
+    """What ties an object in the jobs namespace to its Environment besides the labels:
+    an owner reference when they share a namespace (none here), else the Environment's
+    namespace as an annotation (owner references cannot cross namespaces)."""
+    if environment.place.owned:
+        return {}
+    return {v.ANNOTATION_ENVIRONMENT_NAMESPACE: environment.namespace}
 
 
 def attempt_hash(base_hash: str, attempt: int) -> str:

@@ -117,7 +117,7 @@ def render_workload_patch(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": options.workload, "namespace": environment.namespace},
+        "metadata": {"name": options.workload, "namespace": environment.jobs_namespace},
         "spec": {"template": {"spec": pod_spec}},
     }
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from devjobs import catalyst
 from devjobs.catalyst import API_VERSION
 from devjobs.errors import DevjobsError
 from devjobs.resolver.documents import Document, load_documents, object_document
@@ -65,6 +66,10 @@ class Environment:
     generation: int = 0
     deployment_mode: str | None = None
     sources: tuple[EnvironmentSource, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    """`metadata.labels`: Catalyst's place of the Environment (`catalyst.hierarchy`)."""
+    url: str = ""
+    """`status.url`, where Catalyst serves it (empty before it is known)."""
     document: Document | None = field(default=None, compare=False, repr=False)
     """Where it was read from, for the places of later errors (see `where`)."""
 
@@ -77,6 +82,17 @@ class Environment:
         if self.document is None:
             return f"Environment {self.ref}: {pointer}"
         return self.document.where(pointer)
+
+    @property
+    def place(self) -> catalyst.Place:
+        """Where Catalyst keeps this Environment's objects, and devjobs its Jobs."""
+        return catalyst.place(self.namespace, dict(self.labels))
+
+    @property
+    def jobs_namespace(self) -> str:
+        """Where devjobs' Jobs, their pods and log records for it live: the target
+        namespace, beside the builds and the workload."""
+        return self.place.target_namespace
 
     def source(self, name: str) -> EnvironmentSource | None:
         for source in self.sources:
@@ -163,8 +179,18 @@ def _read(document: Document, pins_only: bool) -> Environment:
         generation=metadata.integer("generation", 0) or 0,
         deployment_mode=spec.string("deploymentMode") or None,
         sources=tuple(sources),
+        labels=tuple(sorted((metadata.string_map("labels") or {}).items())),
+        url=_status_url(environment),
         document=document,
     )
+
+
+def _status_url(environment: Fields) -> str:
+    """`status.url` when it is a string; the status is Catalyst's, so anything else there
+    is not the reader's business."""
+    status = environment.raw("status")
+    url = status.get("url") if isinstance(status, Mapping) else None
+    return url if isinstance(url, str) else ""
 
 
 def from_object(value: Any) -> Environment:

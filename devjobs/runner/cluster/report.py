@@ -28,7 +28,6 @@ from devjobs.kube.conditions import (
     PRE_DEPLOY_GATE,
     EnvironmentJobs,
     commit_label,
-    condition_type,
     environment_conditions,
     job_condition,
     reported_jobs,
@@ -118,21 +117,23 @@ class Reporter:
                 log_tails=tails,
             )
         )
-        wanted = {condition_type(s.source, s.job) for s in ours.values()}
-        written = [c for c in everything if c["type"] in wanted]
+        # This run's own states, as they are: a job run by name is reported as that
+        # run, even when the Environment counts its lifecycle run in the aggregates.
         label = commit_label(current)
-        for state in sorted(ours.values(), key=lambda s: s.key):
-            ctype = condition_type(state.source, state.job)
-            if ctype not in {c["type"] for c in written}:
-                labelled = replace(state, message=f"{label}: {state.message}")
-                tail = tails.get(state.key, "") if state.phase.finished else ""
-                generation = self.environment.generation
-                written.append(job_condition(labelled, generation=generation, log_tail=tail))
+        generation = self.environment.generation
+        written = [
+            job_condition(
+                replace(state, message=f"{label}: {state.message}"),
+                generation=generation,
+                log_tail=tails.get(state.key, "") if state.phase.finished else "",
+            )
+            for state in sorted(ours.values(), key=lambda s: s.key)
+        ]
         aggregates = [c for c in everything if c["type"] in (AGGREGATE_TYPE, PRE_DEPLOY_GATE)]
         return [*written, *aggregates]
 
     def _save_logs(self, job_name: str, state: JobState) -> dict[str, str]:
-        path = f"/api/v1/namespaces/{self.environment.namespace}/pods"
+        path = f"/api/v1/namespaces/{self.environment.jobs_namespace}/pods"
         try:
             pods = self.kube.list(path, f"{JOB_NAME_LABEL}={job_name}")
             items = sorted(
@@ -141,9 +142,9 @@ class Reporter:
             )
             if not items:
                 return {}
-            tails = fetch_log_tails(self.kube, self.environment.namespace, items[-1])
+            tails = fetch_log_tails(self.kube, self.environment.jobs_namespace, items[-1])
             save_log_tail(
-                self.kube, self.environment.namespace, self.env_obj, state.key, tails,
+                self.kube, self.environment.jobs_namespace, self.env_obj, state.key, tails,
                 job_name=job_name,
             )  # fmt: skip
             return tails
@@ -155,9 +156,13 @@ class Reporter:
         self, state: JobState, pod: Mapping[str, Any], containers: Sequence[str]
     ) -> dict[str, str]:
         try:
-            tails = fetch_log_tails(self.kube, self.environment.namespace, pod, only=containers)
+            tails = fetch_log_tails(
+                self.kube, self.environment.jobs_namespace, pod, only=containers
+            )
             if tails:
-                save_log_tail(self.kube, self.environment.namespace, self.env_obj, state.key, tails)
+                save_log_tail(
+                    self.kube, self.environment.jobs_namespace, self.env_obj, state.key, tails
+                )
             return tails
         except (DevjobsError, KubeError) as error:
             self._warn(f"logs {state.key}", f"log tail of {state.key} not kept: {error}")

@@ -234,11 +234,11 @@ def follow_jobs(
         reporter.report({**states, **extra})  # first: the condition and log record are kept
         if statuses is not None:
             statuses.changed(states)
-        stop_stuck_jobs(kube, environment.namespace, states, stopped, out)
+        stop_stuck_jobs(kube, environment.jobs_namespace, states, stopped, out)
 
     follower = Follower(
         kube=kube,
-        namespace=environment.namespace,
+        namespace=environment.jobs_namespace,
         selector=f"{v.LABEL_ENVIRONMENT}={environment_label(environment.name)}",
         targets=targets,
         out=out,
