@@ -133,10 +133,10 @@ def test_a_record_in_a_target_namespace_names_the_environment_instead_of_an_owne
     assert cm["metadata"]["namespace"] == "team-shop-pr-1"
     assert cm["metadata"]["ownerReferences"] == []
     annotations = cm["metadata"]["annotations"]
-    assert annotations["devjobs.dev/environment-namespace"] == ENV["metadata"]["namespace"]
+    assert annotations["devjobs.dev/environment-namespace"] == "ns"
     assert annotations["devjobs.dev/environment"] == "pr-1"
-    owned = log_configmap(ENV["metadata"]["namespace"], ENV, "web/test", {"job": "ok\n"})
-    assert owned["metadata"]["ownerReferences"][0]["uid"] == ENV["metadata"]["uid"]
+    owned = log_configmap("ns", ENV, "web/test", {"job": "ok\n"})
+    assert owned["metadata"]["ownerReferences"][0]["uid"] == "0f0e-uid"
     assert "devjobs.dev/environment-namespace" not in owned["metadata"]["annotations"]
 
 
