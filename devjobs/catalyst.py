@@ -193,9 +193,11 @@ REGISTRY = "registry.default.svc.cluster.local:5000"
 """Where build Jobs push (helm mode): `<registry>/<project>/<build>-<env>:<commit>`."""
 
 
-def build_job_name(build: str, commit: str) -> str:
-    """`build-<build>-<sha7>`."""
-    return f"build-{build}-{commit[:7]}"
+def build_job_name(build: str, revision: str) -> str:
+    """`build-<build>-<sha7>`, lower case, `/` and `.` made `-` (as `build_kaniko.go`
+    names it; `revision` is the commit, else the branch, else `latest`, as for the tag)."""
+    name = f"build-{build}-{revision[:7]}"
+    return name.replace("/", "-").replace(".", "-").lower()
 
 
 def build_image(project: str, build: str, environment: str, revision: str | None) -> str:

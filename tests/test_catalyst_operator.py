@@ -853,11 +853,6 @@ def test_helm_every_write_to_the_environment_upgrades_the_release_again(
 
 
 @pytest.mark.tier2
-@pytest.mark.xfail(
-    strict=True,
-    reason="devjobs.catalyst.build_job_name keeps the build name as is; the operator "
-    "lowercases the Job name and replaces '/' and '.' with '-' (build_kaniko.go)",
-)
 def test_build_job_name_of_a_build_with_capitals_and_dots_is_as_devjobs_computes(
     cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
 ) -> None:
