@@ -33,6 +33,9 @@ LABEL_PROJECT = "catalyst.dev/project"
 LABEL_ENVIRONMENT = "catalyst.dev/environment"
 HIERARCHY_LABELS = (LABEL_TEAM, LABEL_PROJECT, LABEL_ENVIRONMENT)
 """Without all three the operator never reconciles an Environment."""
+NAMESPACE_TYPE_LABEL = "catalyst.dev/namespace-type"
+NAMESPACE_TYPE_ENVIRONMENT = "environment"
+"""The operator labels each target namespace so (`deploy/admission.yaml` keys on it)."""
 FINALIZER = "catalyst.dev/finalizer"
 """The operator's: deleting the Environment deletes its target namespace first."""
 

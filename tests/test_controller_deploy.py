@@ -3,8 +3,10 @@ job and nothing more (asked of the real API server's RBAC authorizer)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,8 @@ ALLOWED = [
     ("create", "configmaps", "team-a"),
     ("patch", "configmaps", "team-a"),
     ("get", "pods/log", "team-a"),
+    ("create", "tokenreviews.authentication.k8s.io", ""),
+    ("create", "subjectaccessreviews.authorization.k8s.io", ""),
 ]
 DENIED = [
     ("get", "secrets", "team-a"),
@@ -122,3 +126,53 @@ def test_the_lease_it_may_update_is_only_its_own(installed: Any) -> None:
     other = kubectl(installed, "auth", "can-i", "update", "leases/someone-else", "--as", SA,
                     *ns, check=False)  # fmt: skip
     assert (own.stdout.strip(), other.stdout.strip()) == ("yes", "no")
+
+
+def dry_run_create(kube_api: Any, namespace: str, manifest: dict[str, Any]) -> str:
+    """Create `manifest` in `namespace` as the controller's identity, admission and all
+    but not stored (`--dry-run=server`); returns kubectl's error, '' when admitted."""
+    path = Path(kube_api.kubeconfig).parent / f"dry-run-{namespace}.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    done = kubectl(kube_api, "create", "-f", str(path), "-n", namespace, "--as", SA,
+                   "--dry-run=server", check=False)  # fmt: skip
+    return "" if done.returncode == 0 else done.stderr
+
+
+def test_the_controller_may_write_only_in_catalyst_environment_namespaces(
+    installed: Any, kube_client: Any
+) -> None:
+    """RBAC allows Jobs and ConfigMaps everywhere; deploy/admission.yaml's policy refuses
+    them outside the namespaces Catalyst labels as environment namespaces."""
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(kube_client)
+    plain, environment = f"dj-plain-{os.getpid()}", f"dj-env-{os.getpid()}"
+    core.create_namespace({"metadata": {"name": plain}})
+    label = {"catalyst.dev/namespace-type": "environment"}
+    core.create_namespace({"metadata": {"name": environment, "labels": label}})
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "probe"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "busybox", "resources": {
+                "requests": {"cpu": "10m", "memory": "16Mi"},
+                "limits": {"cpu": "10m", "memory": "16Mi"}}}]}}},
+    }  # fmt: skip
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}}
+    try:
+        deadline = time.monotonic() + 30  # the policy takes effect within seconds
+        while not dry_run_create(installed, plain, job) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for manifest in (job, configmap):
+            refused = dry_run_create(installed, plain, manifest)
+            assert "writes only in Catalyst environment namespaces" in refused, refused
+            assert dry_run_create(installed, environment, manifest) == ""
+        # An administrator (not the controller's identity) is not bound by it.
+        path = Path(installed.kubeconfig).parent / "dry-run-admin.yaml"
+        path.write_text(yaml.safe_dump(job))
+        admin = kubectl(installed, "create", "-f", str(path), "-n", plain, "--dry-run=server")
+        assert admin.returncode == 0
+    finally:
+        for ns in (plain, environment):
+            core.delete_namespace(ns)

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devjobs import catalyst
 from tests.catalyst import Catalyst, container, project_job, source_repo, wait
 from tests.cluster.node import POD_CIDR, Node
 from tests.controller_image import build
@@ -261,8 +262,12 @@ def installed(
     core: Any = client.CoreV1Api(kube_client)
     suffix = f"{random.getrandbits(16):04x}"
     namespaces = [f"e2e-lifecycle-{suffix}", f"e2e-initfail-{suffix}"]
+    # The Environments here are unlabelled (the test plays Catalyst), so their jobs run in
+    # their own namespaces: labelled as Catalyst labels its environment namespaces, where
+    # deploy/admission.yaml lets the controller write.
+    labels = {catalyst.NAMESPACE_TYPE_LABEL: catalyst.NAMESPACE_TYPE_ENVIRONMENT}
     for ns in namespaces:
-        core.create_namespace({"metadata": {"name": ns}})
+        core.create_namespace({"metadata": {"name": ns, "labels": labels}})
     bring_up_pod_network(kube_client, namespaces[0], kube_node.test_image)
     root = tmp_path_factory.mktemp("e2e-git")
     root.chmod(0o755)

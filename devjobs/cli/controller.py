@@ -49,6 +49,11 @@ def register(subparsers: Any) -> None:
     report = parser.add_argument_group(
         "GitHub commit statuses (when $DEVJOBS_GITHUB_TOKEN is set, from a Secret)"
     )
+    parser.add_argument(
+        "--ui-address", metavar="HOST:PORT",
+        help="also serve the Jobs view here (viewers sign in with their own token; "
+        "TokenReview and SubjectAccessReview decide what each may see and run)",
+    )  # fmt: skip
     report.add_argument(
         "--github-api-url", default="https://api.github.com", metavar="URL",
         help="GitHub (Enterprise) API (default: %(default)s)",
@@ -102,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     kube = connect(args.kubeconfig, args.context)
+    if args.ui_address:
+        # Every replica serves the view (reads and viewers' own writes); only the
+        # leader reconciles.
+        from devjobs.cli.ui import host_port
+        from devjobs.ui.serve import serve_cluster
+
+        serve_cluster(kube, *host_port(args.ui_address, "--ui-address"))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -44,20 +44,26 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def host_port(text: str, place: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 in brackets); `place` names the option in errors."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not host or int(port) > 65535:
+        raise DevjobsError(place, f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 in brackets) of a loopback address; anything else is refused:
     the local server must not be reachable from the network."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port.isdigit() or not host:
-        raise DevjobsError("--address", f"{text!r} is not HOST:PORT")
+    host, port = host_port(text, "--address")
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
         raise DevjobsError("--address", f"{host} is not a loopback address")
-    return ("127.0.0.1" if host == "localhost" else host), int(port)
+    return ("127.0.0.1" if host == "localhost" else host), port
 
 
 def run(args: argparse.Namespace) -> int:

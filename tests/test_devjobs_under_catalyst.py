@@ -1,0 +1,137 @@
+"""devjobs' controller under the real Catalyst operator (tier 2).
+
+**The operator is real** (`catalyst_operator`: Catalyst's own `manager`, built from its
+unmodified source); **devjobs' controller runs as users run it**, in this process,
+watching the team namespace where the Project and Environment live. The Environment is
+labelled as the operator needs; everything it deploys, and everything devjobs runs for
+it, is in the target namespace `<team>-<project>-<environment>`. The controller is given
+its plan directly (the resolver's own path is tested elsewhere), so the jobs run in the
+test node's image without a clone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devjobs import catalyst
+from devjobs.controller.decide import Settings
+from devjobs.controller.main import Config, Controller
+from devjobs.kube.client import Kube, connect
+from devjobs.kube.podspec import RenderOptions
+from devjobs.resolver.models import JobPlan, Trigger
+from tests.catalyst import job_config, job_plan
+from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
+    READY_TIMEOUT,
+    AppServer,
+    Cluster,
+    app_server,
+    cluster,
+    place_production,
+    wait_until,
+)
+
+pytestmark = pytest.mark.tier2
+
+
+def the_plan(image: str, url: str) -> JobPlan:
+    def job(name: str, trigger: Trigger, script: str) -> Any:
+        return job_config(name, trigger, "app", script, image, "/workspaces/app")
+
+    return job_plan(
+        {"app": url},
+        job("check", Trigger.POST_BUILD, "echo checked"),
+        job("migrate", Trigger.PRE_DEPLOY, "echo migrated"),
+        job("smoke", Trigger.POST_DEPLOY, "echo smoke ok"),
+    )
+
+
+@contextmanager
+def devjobs_controller(kube_api: Any, team: str, plan: JobPlan) -> Iterator[Controller]:
+    config = Config(
+        namespaces=(team,),
+        project_namespace=None,
+        settings=Settings(render=RenderOptions(workspace="empty")),
+    )
+    controller = Controller(
+        connect(Path(kube_api.kubeconfig)), config, resolver=lambda project, env, cache: plan
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield controller
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def conditions(api: Cluster, team: str, name: str) -> dict[str, dict[str, Any]]:
+    env = api.custom.get_namespaced_custom_object(
+        catalyst.GROUP, catalyst.VERSION, team, "environments", name
+    )
+    return {c["type"]: c for c in (env.get("status") or {}).get("conditions") or []}
+
+
+def test_devjobs_runs_every_point_in_the_target_namespace_and_leaves_nothing_behind(
+    kube_api: Any,
+    kube_client: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    namespace: str,
+) -> None:
+    placed = place_production(cluster, app_server, namespace)
+    url = f"git://{placed.team}/app"  # only named in the plan: the jobs do not clone
+    with devjobs_controller(kube_api, namespace, the_plan(kube_node.test_image, url)) as ctl:
+        cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+        def all_succeeded() -> bool:
+            found = conditions(cluster, namespace, placed.name)
+            return found.get("JobsSucceeded", {}).get("status") == "True"
+
+        wait_until("every job's condition True", all_succeeded, READY_TIMEOUT)
+        found = conditions(cluster, namespace, placed.name)
+        for job in ("check", "migrate", "smoke"):
+            assert found[f"Job.app.{job}"]["status"] == "True", found
+        assert found["PreDeployJobsSucceeded"]["status"] == "True"
+
+        kube = Kube(kube_client)
+        in_target = kube.list(f"/apis/batch/v1/namespaces/{placed.target}/jobs")["items"]
+        ours = [j for j in in_target if j["metadata"]["labels"].get("devjobs.dev/job")]
+        assert sorted(j["metadata"]["labels"]["devjobs.dev/job"] for j in ours) == [
+            "check", "migrate", "smoke",
+        ]  # fmt: skip
+        for job in ours:
+            # Owner references cannot cross namespaces: the Environment's is named instead.
+            assert "ownerReferences" not in job["metadata"]
+            annotations = job["metadata"]["annotations"]
+            assert annotations["devjobs.dev/environment-namespace"] == namespace
+        assert kube.list(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"] == []
+        records = kube.list(
+            f"/api/v1/namespaces/{placed.target}/configmaps",
+            "devjobs.dev/component=log-tail",
+        )["items"]
+        assert len(records) == 3
+        assert "smoke ok" in found["Job.app.smoke"]["message"]
+
+        # The operator deletes the target namespace with the Environment; devjobs has
+        # nothing left anywhere and does not keep failing over what is gone.
+        cluster.custom.delete_namespaced_custom_object(
+            catalyst.GROUP, catalyst.VERSION, namespace, "environments", placed.name
+        )
+        wait_until(
+            "the target namespace to be gone",
+            lambda: not cluster.namespace_exists(placed.target),
+            120,
+        )
+        errors = ctl.stats.errors
+        reconciles = ctl.stats.reconciles
+        threading.Event().wait(5)
+        assert ctl.stats.errors == errors
+        assert ctl.stats.reconciles - reconciles <= 2
