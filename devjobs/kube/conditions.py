@@ -12,7 +12,8 @@ Public API:
 `environment_conditions` is the one definition of what the conditions say: `devjobs run`
 and the controller both call it, so `JobsSucceeded` and `PreDeployJobsSucceeded` mean the
 same whoever writes them: every job of the current commit's plan (those not run yet are
-Pending) plus the newest Manual run of each job at that commit.
+Pending) at its newest run at that commit (a Manual re-run counts once it is the newer),
+plus the newest Manual run of each Manual job.
 
 Pure and deterministic: the controller calls these on every reconcile and writes only
 when `merge_conditions` says something changed, because every write to the Environment
@@ -175,7 +176,8 @@ class EnvironmentJobs:
     lifecycle: Mapping[str, JobState]
     """Job key -> state, for each of `reported_jobs(plan)`; a missing one is Pending."""
     manual: Sequence[JobState] = ()
-    """The newest Manual run of each job at the current commit."""
+    """The newest Manual run of each job at the current commit; for a reported job it
+    counts when it is newer than the lifecycle run (`newer`)."""
     log_tails: Mapping[str, str] = field(default_factory=dict)
     """Job key -> the tail of its finished run's own containers, for the message."""
 
@@ -186,16 +188,19 @@ def environment_conditions(jobs: EnvironmentJobs) -> list[dict[str, Any]]:
     message starts with the commit it is about."""
     label = commit_label(jobs.current)
     by_key = {job.key: job for job in jobs.plan.jobs}
+    manual = {state.key: state for state in jobs.manual}
     states: list[JobState] = []
     gate: list[JobState] = []
     for key in reported_jobs(jobs.plan):
         job = by_key[key]
         state = jobs.lifecycle.get(key) or not_run(job.source, job.name, label)
+        rerun = manual.pop(key, None)
+        if rerun is not None and newer(rerun, state):
+            state = rerun
         states.append(state)
         if job.trigger is Trigger.PRE_DEPLOY and job.run_as is RunAs.JOB:
             gate.append(state)
-    lifecycle_keys = {s.key for s in states}
-    states += [s for s in jobs.manual if s.key not in lifecycle_keys]
+    states += [manual[key] for key in sorted(manual)]
     conditions = [
         job_condition(
             replace(state, message=f"{label}: {state.message}"),
@@ -210,6 +215,15 @@ def environment_conditions(jobs: EnvironmentJobs) -> list[dict[str, Any]]:
     pre_deploy["type"] = PRE_DEPLOY_GATE
     pre_deploy["message"] = f"{label}: {pre_deploy['message']}"[:MAX_MESSAGE_BYTES]
     return [*conditions, aggregate, pre_deploy]
+
+
+def newer(rerun: JobState, run: JobState) -> bool:
+    """Whether a Manual run of a lifecycle job is the job's newest run at the commit: it
+    started after the lifecycle run did, or that one has not started (the Rerun of a
+    finished job, by a user or GitHub, is what the job now stands at)."""
+    if run.started is None:
+        return True
+    return rerun.started is not None and rerun.started >= run.started
 
 
 def not_run(source: str, job: str, label: str) -> JobState:
