@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -62,6 +63,30 @@ def register(subparsers: Any) -> None:
         "--target-url", metavar="TEMPLATE",
         help="link of each status, e.g. https://ci.example/{repo}/{sha}/{source}/{job}",
     )  # fmt: skip
+    app = parser.add_argument_group(
+        "GitHub App (check runs instead of commit statuses, and Re-run from GitHub)"
+    )
+    app.add_argument(
+        "--github-app-id", metavar="ID", help="the App's id (default: $DEVJOBS_GITHUB_APP_ID)"
+    )
+    app.add_argument(
+        "--github-app-key-file", metavar="PATH", type=Path,
+        help="the App's PEM private key, a mounted Secret (default: $DEVJOBS_GITHUB_APP_KEY_FILE)",
+    )  # fmt: skip
+    app.add_argument(
+        "--github-webhook-secret-file", metavar="PATH", type=Path,
+        help="the webhook secret (default: $DEVJOBS_GITHUB_WEBHOOK_SECRET_FILE); with "
+        "--webhook-address, serves GitHub's check_run/check_suite deliveries",
+    )  # fmt: skip
+    app.add_argument(
+        "--webhook-address", metavar="ADDR",
+        help="HOST:PORT or :PORT of the webhook endpoint (path /github/webhook)",
+    )  # fmt: skip
+    app.add_argument(
+        "--ui-url", metavar="TEMPLATE",
+        help="each check run's details link, e.g. https://devjobs.example/{namespace}/"
+        "{environment}/{source}/{job} (default: --target-url)",
+    )  # fmt: skip
     election = parser.add_argument_group("leader election")
     election.add_argument(
         "--leader-election-namespace", metavar="NS",
@@ -106,6 +131,14 @@ def run(args: argparse.Namespace) -> int:
         settings=Settings(render=render),
         cache_dir=args.cache_dir,
     )
+    checks, receiver = _github_app(args)
+    if checks is not None:
+        config = dataclasses.replace(
+            config,
+            settings=dataclasses.replace(
+                config.settings, ui_url=args.ui_url, target_url=args.target_url
+            ),
+        )
     kube = connect(args.kubeconfig, args.context)
     if args.ui_address:
         # Every replica serves the view (reads and viewers' own writes); only the
@@ -139,7 +172,14 @@ def run(args: argparse.Namespace) -> int:
             os.environ, CONTROLLER_TOKEN_VARIABLES,
             api_url=args.github_api_url, target_url=args.target_url,
         )  # fmt: skip
-        Controller(kube, config, github=github).run(stop)
+        controller = Controller(
+            kube, config, github=None if checks is not None else github, checks=checks
+        )
+        if receiver is not None:  # the leader's: deliveries need its reflectors
+            from devjobs.controller import webhook
+
+            webhook.serve(controller, args.webhook_address, receiver(kube), stop)
+        controller.run(stop)
     finally:
         if elector is not None and not lost.is_set():
             elector.release()
@@ -148,6 +188,66 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+APP_ID_VARIABLE = "DEVJOBS_GITHUB_APP_ID"
+APP_KEY_VARIABLE = "DEVJOBS_GITHUB_APP_KEY_FILE"
+WEBHOOK_SECRET_VARIABLE = "DEVJOBS_GITHUB_WEBHOOK_SECRET_FILE"
+
+
+def _github_app(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(AppChecks or None, a Kube -> WebhookReceiver factory or None) from the flags
+    and their environment variables. Secrets only ever come from files."""
+    from devjobs.controller.checks import check_url_template
+    from devjobs.controller.githubapp import AppChecks
+    from devjobs.errors import DevjobsError
+    from devjobs.github.app import GitHubApp
+    from devjobs.resolver.files import repository_files
+
+    app_id = args.github_app_id or os.environ.get(APP_ID_VARIABLE, "").strip() or None
+    key_file = args.github_app_key_file or os.environ.get(APP_KEY_VARIABLE, "").strip() or None
+    secret_file = (
+        args.github_webhook_secret_file
+        or os.environ.get(WEBHOOK_SECRET_VARIABLE, "").strip()
+        or None
+    )
+    if app_id is None and key_file is None:
+        if args.webhook_address:
+            raise DevjobsError("--webhook-address", "needs a GitHub App (--github-app-id)")
+        return None, None
+    if app_id is None or key_file is None:
+        raise DevjobsError(
+            "--github-app-id", "a GitHub App needs both its id and --github-app-key-file"
+        )
+    for template in (args.ui_url, args.target_url):
+        if template:
+            check_url_template(template)
+    app = GitHubApp.from_key_file(app_id, key_file, api_url=args.github_api_url)
+    cache_dir = args.cache_dir
+    checks = AppChecks(
+        app, api_url=args.github_api_url,
+        repo_files=lambda url, commit: repository_files(url, commit, cache_dir),
+    )  # fmt: skip
+    if not args.webhook_address:
+        return checks, None
+    if secret_file is None:
+        raise DevjobsError("--webhook-address", "needs --github-webhook-secret-file")
+    try:
+        secret = Path(secret_file).read_bytes().strip()
+    except OSError as err:
+        raise DevjobsError(
+            str(secret_file), f"cannot read the webhook secret: {err.strerror}"
+        ) from None
+    namespace = args.leader_election_namespace or os.environ.get("POD_NAMESPACE") or "default"
+
+    def receiver(kube: Any) -> Any:
+        from devjobs.controller.webhook import ClusterReplayGuard
+        from devjobs.github.webhook import WebhookReceiver
+
+        guard = ClusterReplayGuard(kube, namespace)
+        return WebhookReceiver(secret, guard, app_id=app.app_id)
+
+    return checks, receiver
 
 
 def _stop_when(lost: threading.Event, stop: threading.Event) -> None:

@@ -33,12 +33,16 @@ from devjobs.controller.actions import (
     ClearManualRequest,
     CreateJob,
     DeleteJob,
+    PostCheckRun,
     PostStatus,
     RecordEvent,
     SaveLogTail,
     WriteConditions,
 )
+from devjobs.controller.githubapp import AppChecks
 from devjobs.errors import DevjobsError
+from devjobs.github.checks import check_run_requests
+from devjobs.github.http import RetryLater
 from devjobs.github.statuses import GitHubStatuses, post_job_status, state_for
 from devjobs.kube import naming
 from devjobs.kube import vocabulary as v
@@ -145,11 +149,15 @@ def execute(
     github: GitHubStatuses | None = None,
     recent: RecentCreates | None = None,
     posted: Recent | None = None,
-) -> None:
+    checks: AppChecks | None = None,
+) -> float | None:
     """Run `actions` in order; the first failure raises (KubeError or DevjobsError) and the
     rest wait for the retry, which decides again from what is then observed. A CreateJob
-    that `recent` holds (created, not yet seen by the informer) is not applied again."""
+    that `recent` holds (created, not yet seen by the informer) is not applied again.
+    Returns the seconds after which GitHub asked to be tried again (a rate limit), if
+    it did: the caller requeues the Environment then."""
     counters = counters if counters is not None else Counters()
+    retry: float | None = None
     for action in actions:
         if isinstance(action, CreateJob):
             if recent is not None and recent.holds(env.jobs_namespace, action):
@@ -195,6 +203,19 @@ def execute(
                 counters.add("github-status")
                 if posted is not None:
                     posted.wrote(key, value)
+        elif isinstance(action, PostCheckRun):
+            key = (*_check_key(env, action), "check-run")
+            value = f"{action.status}@{action.report.commit}"
+            if posted is not None and posted.holds(key, value):
+                continue
+            wait = post_check_run(kube, env, checks, action)
+            if wait is None:
+                counters.add("github-check-run")
+                if posted is not None:
+                    posted.wrote(key, value)
+            elif wait > 0:
+                retry = wait if retry is None else min(retry, wait)
+    return retry
 
 
 def env_path(env: envmod.Environment) -> str:
@@ -344,3 +365,65 @@ def record_annotations(
         )  # fmt: skip
     except KubeError as error:
         log.warning("%s: posted state not recorded on %s: %s", env.ref, path, error)
+
+
+def _check_key(env: envmod.Environment, action: PostCheckRun) -> tuple[str, ...]:
+    target = action.job_name or f"deployment/{action.workload}"
+    report = action.report
+    return (env.jobs_namespace, target, f"{report.source}/{report.job}", report.commit)
+
+
+def post_check_run(
+    kube: Kube, env: envmod.Environment, checks: AppChecks | None, action: PostCheckRun
+) -> float | None:
+    """Create or update the check run, then record `<id>:<status>` where `observe` reads
+    it back. None when posted; else the seconds to wait before trying again (0: not
+    posted, the next round decides again). A refusal, a rate limit or 5xx is a Warning
+    Event, never an error of the round."""
+    if checks is None:
+        return 0.0
+    report = action.report
+    key = _check_key(env, action)
+    run_id = action.check_run_id or checks.created_id(key)
+    files = checks.files(action.repository_url, report.commit) if report.phase == "Failed" else None
+    name = f"{report.source}/{report.job}"
+    made: list[int] = []
+    try:
+        bodies = check_run_requests(
+            report, repo_files=files or frozenset(), details_url=action.details_url,
+            workspace=action.workspace, now=datetime.now(UTC),
+        )  # fmt: skip
+        client = checks.client(action.installation_id)
+
+        def created(new_id: int) -> None:
+            made.append(new_id)
+            checks.created(key, new_id)
+
+        run_id = client.publish(action.repo, bodies, check_run_id=run_id, on_created=created)
+    except DevjobsError as error:
+        text = f"check run of {name} not posted: {error}"
+        what = f"check-run/{name}/{report.commit}/{action.status}"
+        warn(kube, env, what, "GitHubCheckRunFailed", text)
+        if made:  # created, a later batch failed: keep the id, so the retry updates it
+            _record_check_run(kube, env, action, f"{made[0]}:queued")
+        return error.wait if isinstance(error, RetryLater) else 0.0
+    log.info("%s: check run %s of %s is %s", env.ref, run_id, name, action.status)
+    _record_check_run(kube, env, action, f"{run_id}:{action.status}")
+    return None
+
+
+def _record_check_run(
+    kube: Kube, env: envmod.Environment, action: PostCheckRun, record: str
+) -> None:
+    if action.job_name is not None:
+        jobs = collection_path("batch/v1", "Job", env.jobs_namespace)
+        path = f"{jobs}/{quote(action.job_name)}"
+        values = {v.ANNOTATION_CHECK_RUN: record}
+    elif action.workload is not None:
+        deployments = collection_path("apps/v1", "Deployment", env.jobs_namespace)
+        path = f"{deployments}/{quote(action.workload)}"
+        key = f"{action.report.source}/{action.report.job}"
+        values = {v.init_check_run_annotation(key): f"{record}@{action.report.commit}"}
+    else:
+        return
+    record_annotations(kube, env, path, values)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from devjobs.github.checks import JobReport
 from devjobs.kube.jobstate import JobState
 
 
@@ -78,6 +79,30 @@ class PostStatus:
     workload: str | None = None
 
 
+@dataclass(frozen=True)
+class PostCheckRun:
+    """Create (no `check_run_id`) or update a GitHub check run of one job run, then keep
+    `record` (`<id>:<status>[:<conclusion>]`) where a restarted controller reads it back:
+    on the Job `job_name`, or for an InitContainer job on the workload Deployment (with
+    `@<commit>`). `report` and `details_url` are what `github.checks.check_run_requests`
+    makes the bodies from; the repository's files (for annotations) are looked up when
+    the run is posted."""
+
+    report: JobReport
+    repo: str
+    """`owner/name` on GitHub."""
+    installation_id: int
+    status: str
+    """The record's `<status>[:<conclusion>]` once posted."""
+    check_run_id: int | None = None
+    details_url: str | None = None
+    workspace: str | None = None
+    job_name: str | None = None
+    workload: str | None = None
+    repository_url: str | None = None
+    """The source's repositoryUrl: where the repository's files are looked up."""
+
+
 Action = (
     CreateJob
     | DeleteJob
@@ -87,6 +112,7 @@ Action = (
     | ClearManualRequest
     | RecordEvent
     | PostStatus
+    | PostCheckRun
 )
 
 ORDER: tuple[type, ...] = (
@@ -98,6 +124,7 @@ ORDER: tuple[type, ...] = (
     WriteConditions,
     RecordEvent,
     PostStatus,
+    PostCheckRun,
 )
 """The order a round's actions run in: cancel first, then create; conditions once the
 objects they describe exist; GitHub last (a courtesy that may be slow or refused)."""

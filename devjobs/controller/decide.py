@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from devjobs.controller import initjobs, lifecycle, reporting
+from devjobs.controller import checks, initjobs, lifecycle, reporting
 from devjobs.controller.actions import (
     ORDER,
     Action,
@@ -69,6 +69,11 @@ class Settings:
     """Images, git image, workload name, resources: as for `devjobs run`."""
     github: bool = False
     """Post GitHub commit statuses (a client is configured)."""
+    checks: bool = False
+    """Post GitHub check runs instead (a GitHub App is configured): `checks`."""
+    ui_url: str | None = None
+    """Check runs' `details_url` template (`checks.details_url`), else `target_url`."""
+    target_url: str | None = None
 
 
 def reconcile(observed: Observed, settings: Settings | None = None) -> list[Action]:
@@ -189,7 +194,10 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
         workload_ready=workload_ready,
     )
     cancelled = initjobs.init_cancelled(observed, plan, current)
-    if settings.github:
+    if settings.checks:
+        urls = {"ui_url": settings.ui_url, "target_url": settings.target_url}
+        actions += checks.check_run_actions(observed, statuses, **urls)
+    elif settings.github:
         actions += reporting.status_actions(observed, statuses, cancelled)
     return Decision(sorted(actions, key=lambda a: ORDER.index(type(a))), statuses, cancelled)
 

@@ -29,6 +29,7 @@ from devjobs import catalyst
 from devjobs.controller import act
 from devjobs.controller.actions import CreateJob
 from devjobs.controller.decide import Settings, decide
+from devjobs.controller.githubapp import AppChecks
 from devjobs.controller.observe import observe
 from devjobs.errors import DevjobsError
 from devjobs.github.statuses import GitHubStatuses
@@ -144,12 +145,17 @@ class Controller:
         config: Config,
         resolver: PlanResolver = resolve_plan,
         github: GitHubStatuses | None = None,
+        checks: AppChecks | None = None,
     ) -> None:
         self.kube = kube
         self.config = config
-        self.settings = dataclasses.replace(config.settings, github=github is not None)
+        self.settings = dataclasses.replace(
+            config.settings, github=github is not None, checks=checks is not None
+        )
         self.resolver = resolver
         self.github = github
+        self.checks = checks
+        """With a GitHub App: check runs instead of commit statuses."""
         self.queue = WorkQueue()
         self.stats = Stats()
         self._failures: dict[Key, int] = {}
@@ -389,10 +395,12 @@ class Controller:
         if actions:
             if any(isinstance(a, CreateJob) for a in actions):
                 self.stats.first_create.setdefault(key, time.monotonic())
-            act.execute(
+            wait = act.execute(
                 self.kube, observed.environment, actions, self.stats.counters, self.github,
-                self.recent, self.posted,
+                self.recent, self.posted, self.checks,
             )  # fmt: skip
+            if wait is not None:  # GitHub asked to wait: look again then
+                retry = wait if retry is None else min(retry, wait)
         if retry is None:
             self._failures.pop(key, None)
         return retry

@@ -70,6 +70,17 @@ class WorkloadObs:
     """(annotation, value) of the Deployment's `init_github_state_annotation`s: the commit
     statuses of InitContainer jobs already posted, so a restart does not post them again."""
 
+    check_runs: tuple[tuple[str, str], ...] = ()
+    """(annotation, value) of the Deployment's `init_check_run_annotation`s: the check
+    runs of InitContainer jobs as last posted, `<id>:<status>[:<conclusion>]@<commit>`."""
+
+    def recorded_check_run(self, key: str) -> tuple[str, str] | None:
+        """(commit, `<id>:<status>[:<conclusion>]`) last posted for InitContainer job
+        `key`, or None."""
+        value = dict(self.check_runs).get(v.init_check_run_annotation(key)) or ""
+        record, _, commit = value.rpartition("@")
+        return (commit, record) if record and commit else None
+
     def recorded_github_state(self, key: str) -> tuple[str, str] | None:
         """(commit, GitHub state) last posted for InitContainer job `key`, or None."""
         return parse_init_github_state(
@@ -100,6 +111,9 @@ class Observed:
     workload_name: str = catalyst.WORKLOAD_DEPLOYMENT
     log_tails: Mapping[str, LogTail] = dataclasses.field(default_factory=dict)
     """Job key -> its kept log tail."""
+    installation_id: int | None = None
+    """The Project's `spec.githubInstallationId`: whose GitHub App installation posts
+    check runs for it (None: not set, or not a positive integer)."""
 
 
 # --- builders from API JSON ---------------------------------------------------------
@@ -136,6 +150,13 @@ def expected_builds(project: Mapping[str, Any] | None, env_type: str) -> tuple[s
     template = _map(_map(_map(project).get("spec")).get("templates")).get(env_type)
     names = [_map(b).get("name") for b in _list(_map(template).get("builds"))]
     return tuple(n for n in names if isinstance(n, str) and n)
+
+
+def installation_id(project: Mapping[str, Any] | None) -> int | None:
+    """`spec.githubInstallationId` (a string in Catalyst's CRD) as a positive int."""
+    value = _map(_map(project).get("spec")).get("githubInstallationId")
+    text = str(value).strip() if isinstance(value, (str, int)) else ""
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def build_obs(job: Mapping[str, Any]) -> BuildObs:
@@ -206,6 +227,13 @@ def workload_obs(
                 if str(k).startswith(v.GITHUB_STATE_ANNOTATION_PREFIX)
             )
         ),
+        check_runs=tuple(
+            sorted(
+                (str(k), str(value))
+                for k, value in _map(meta.get("annotations")).items()
+                if str(k).startswith(v.CHECK_RUN_ANNOTATION_PREFIX)
+            )
+        ),
     )
 
 
@@ -256,4 +284,5 @@ def observe(
         manual=manual_request(env_obj),
         workload_name=workload_name,
         log_tails=log_tails(log_configmaps, env, namespace),
+        installation_id=installation_id(project),
     )

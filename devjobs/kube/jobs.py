@@ -47,6 +47,8 @@ class JobObs:
     github_state: str | None = None
     """The GitHub commit state last posted for this Job (its annotation), so a restarted
     controller does not post it again."""
+    check_run: str | None = None
+    """Its GitHub check run as last posted (`vocabulary.ANNOTATION_CHECK_RUN`)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,11 @@ def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs
         deleting=bool(meta.get("deletionTimestamp")),
         state=job_state(job, pods),
         github_state=github_state if isinstance(github_state, str) else None,
+        check_run=(
+            str(annotations[v.ANNOTATION_CHECK_RUN])
+            if isinstance(annotations.get(v.ANNOTATION_CHECK_RUN), str)
+            else None
+        ),
         terminal=any(
             _map(c).get("type") in ("Complete", "Failed") and _map(c).get("status") == "True"
             for c in _list(_map(job.get("status")).get("conditions"))

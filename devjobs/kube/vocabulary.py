@@ -56,6 +56,9 @@ ANNOTATION_REQUEST = key("request")
 """On a Manual Job: the id of the request that started it."""
 ANNOTATION_GITHUB_STATE = key("github-state")
 """On a Job: the GitHub commit state last posted for it."""
+ANNOTATION_CHECK_RUN = key("check-run")
+"""On a Job, with a GitHub App: its check run, `<id>:<status>[:<conclusion>]` as last
+posted (the id so a restarted controller updates it instead of creating another)."""
 
 # --- the Environment --------------------------------------------------------------------
 
@@ -85,6 +88,21 @@ def init_github_state_annotation(job_key: str) -> str:
 
 
 GITHUB_STATE_ANNOTATION_PREFIX = f"{ANNOTATION_GITHUB_STATE}."
+
+
+def init_check_run_annotation(job_key: str) -> str:
+    """On the workload Deployment, one per InitContainer job: its check run as last
+    posted, `<id>:<status>[:<conclusion>]@<commit>`."""
+    from devjobs.kube.naming import label_value
+
+    source, _, job = job_key.partition("/")
+    return key(label_value(f"check-run.{source}.{job}"))
+
+
+CHECK_RUN_ANNOTATION_PREFIX = f"{ANNOTATION_CHECK_RUN}."
+WEBHOOK_DELIVERIES = "devjobs-webhook-deliveries"
+"""The ConfigMap in the controller's namespace remembering GitHub webhook deliveries
+acted on (delivery id -> epoch seconds), so a replay is refused across restarts."""
 
 # --- log records ------------------------------------------------------------------------
 
