@@ -159,6 +159,14 @@ def deployment_mode(explicit: str | None, environment_type: str, template_type: 
     return MODE_WORKSPACE
 
 
+def template_type(project: Mapping[str, Any] | None, environment_type: str) -> str | None:
+    """`spec.templates[<environment type>].type` of a Project (helm, docker-compose, ...)."""
+    templates = ((project or {}).get("spec") or {}).get("templates") or {}
+    template = templates.get(environment_type) if isinstance(templates, Mapping) else None
+    kind = template.get("type") if isinstance(template, Mapping) else None
+    return kind if isinstance(kind, str) else None
+
+
 WORKLOAD_DEPLOYMENT = "web"
 """The Deployment (and Service, Ingress) the operator creates in every mode that has one."""
 WORKLOAD_POD_LABEL = ("app", "web")

@@ -64,12 +64,13 @@ ALLOWED = [
     ("create", "configmaps", "team-a"),
     ("patch", "configmaps", "team-a"),
     ("get", "pods/log", "team-a"),
+    ("get", "secrets", "team-a"),
     ("create", "tokenreviews.authentication.k8s.io", ""),
     ("create", "subjectaccessreviews.authorization.k8s.io", ""),
 ]
 DENIED = [
-    ("get", "secrets", "team-a"),
     ("list", "secrets", ""),
+    ("watch", "secrets", "team-a"),
     ("create", "pods", "team-a"),
     ("create", "deployments.apps", "team-a"),
     ("delete", "deployments.apps", "team-a"),

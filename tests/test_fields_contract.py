@@ -25,6 +25,8 @@ EXTRA_RULES = (
     "command must not be empty",
     "the program (first item) must not be empty",
     "a parallel command needs at least one entry",
+    "must name exactly one of secretRef, configMapRef",
+    "is not a valid variable prefix",
 )
 
 WORDS = st.sampled_from(
@@ -61,6 +63,23 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "retries": st.one_of(st.none(), st.integers(-2, 3)),
     "enabled": st.one_of(st.none(), st.booleans()),
     "setup": st.one_of(st.none(), st.booleans()),
+    "runtimeContext": st.one_of(st.none(), st.booleans()),
+    "envFrom": st.one_of(
+        st.none(),
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["secretRef", "configMapRef", "prefix"]),
+                st.one_of(
+                    st.fixed_dictionaries(
+                        {"name": TEXT}, optional={"optional": st.one_of(st.none(), st.booleans())}
+                    ),
+                    st.sampled_from(["APP_", "bad-", ""]),
+                ),
+                max_size=2,
+            ),
+            max_size=2,
+        ),
+    ),
     "path": st.one_of(st.none(), TEXT),
 }
 """Per field: mostly well-typed values, valid or just outside the rules."""

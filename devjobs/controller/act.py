@@ -33,6 +33,7 @@ from devjobs.controller.actions import (
     ClearManualRequest,
     CreateJob,
     DeleteJob,
+    OpenGate,
     PostCheckRun,
     PostStatus,
     RecordEvent,
@@ -47,7 +48,7 @@ from devjobs.github.statuses import GitHubStatuses, post_job_status, state_for
 from devjobs.kube import naming
 from devjobs.kube import vocabulary as v
 from devjobs.kube.client import Kube, KubeError, collection_path
-from devjobs.kube.logstore import fetch_log_tails, save_log_tail
+from devjobs.kube.logstore import masked_log_tails, save_log_tail
 from devjobs.kube.status import write_conditions
 from devjobs.resolver import environment as envmod
 
@@ -177,6 +178,9 @@ def execute(
             kube.apply(action.patch, field_manager=v.FIELD_MANAGER)
             counters.add("workload-apply")
             log.info("%s: applied init containers to %s", env.ref, action.patch["metadata"]["name"])
+        elif isinstance(action, OpenGate):
+            if open_gate(kube, env, action):
+                counters.add("gate-open")
         elif isinstance(action, WriteConditions):
             wrote = write_conditions(
                 kube, env.namespace, env.name, action.conditions,
@@ -216,6 +220,31 @@ def execute(
             elif wait > 0:
                 retry = wait if retry is None else min(retry, wait)
     return retry
+
+
+def open_gate(kube: Kube, env: envmod.Environment, action: OpenGate) -> bool:
+    """Remove devjobs' scheduling gate from the pod (a JSON patch of the pod's own spec,
+    the one change Kubernetes allows there), only while it is the same pod and the gate
+    is where it was seen; False when the pod is gone or changed (the next round decides
+    again: a reflector that lags shows the gate once more, and the guard then refuses)."""
+    pointer = f"/spec/schedulingGates/{action.gate_index}"
+    patch = [
+        {"op": "test", "path": "/metadata/uid", "value": action.uid},
+        {"op": "test", "path": f"{pointer}/name", "value": v.PREDEPLOY_GATE},
+        {"op": "remove", "path": pointer},
+    ]
+    path = f"{collection_path('v1', 'Pod', env.jobs_namespace)}/{quote(action.pod)}"
+    try:
+        kube.request(
+            "PATCH", path, {"fieldManager": v.CONTROLLER_COMPONENT}, patch,
+            content_type="application/json-patch+json",
+        )  # fmt: skip
+    except KubeError as error:
+        if error.status in (404, 409, 422):
+            return False
+        raise
+    log.info("%s: opened the PreDeploy gate of pod %s", env.ref, action.pod)
+    return True
 
 
 def env_path(env: envmod.Environment) -> str:
@@ -300,7 +329,7 @@ def keep_log_tail(kube: Kube, env: envmod.Environment, action: SaveLogTail) -> b
         pod = kube.get(f"{collection_path('v1', 'Pod', namespace)}/{quote(action.pod)}")
         if pod is None:
             return False
-        tails = fetch_log_tails(kube, namespace, pod)
+        tails = masked_log_tails(kube, namespace, pod)
         owner = {
             "apiVersion": catalyst.API_VERSION,
             "kind": envmod.KIND,

@@ -6,6 +6,8 @@ controller from writing). Per Environment and for its current commit, composed f
 module per concern:
 
 - `lifecycle`: when `PostBuild`, `PreDeploy` and `PostDeploy` fire;
+- `gates`: which workload pods held by devjobs' scheduling gate may start (the commit's
+  PreDeploy jobs succeeded);
 - the Jobs of each fired point are rendered (`kube.render`) and created; `PreDeploy` also
   applies its `InitContainer` jobs to the workload (`kube.workload`);
 - a Job of another commit (or a superseded spec) that has not finished is deleted and an
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from devjobs.controller import checks, initjobs, lifecycle, reporting
+from devjobs.controller import checks, gates, initjobs, lifecycle, reporting
 from devjobs.controller.actions import (
     ORDER,
     Action,
@@ -127,7 +129,9 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
     if plan is None:
         return Decision(_plan_failed(observed, observed.plan_error or "no plan"))
     current = revisions(plan, env)
-    options = dataclasses.replace(settings.render, workload=observed.workload_name)
+    options = dataclasses.replace(
+        settings.render, workload=observed.workload_name, runtime=observed.runtime
+    )
     live = [j for j in observed.jobs if not j.deleting]
     lifecycle_triggers = {t.value for t in LIFECYCLE_ORDER}
     fired_by_jobs = {j.trigger for j in live if at_commit(j, current)} & lifecycle_triggers
@@ -161,6 +165,10 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
         workload = observed.workload
         if patch_needed(patch, dict(workload.template_labels), workload.init_containers):
             actions.append(ApplyWorkload(patch))
+    actions += gates.open_gates(
+        observed, current, pre_deploy_done=post_build and pre_done,
+        wanted_inits=rendered.workload_inits,
+    )  # fmt: skip
     actions += _cancellations(observed, current, rendered.jobs)
     existing = {j.name for j in observed.jobs}
     actions += [
@@ -182,6 +190,7 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
             render_errors=rendered.errors,
             rendered=rendered.by_trigger,
             workload_ready=workload_ready,
+            held_pods=gates.held(observed, current),
         )
         init_states = initjobs.init_container_states(observed, plan, wanted_inits)
         jobs = environment_jobs(observed, plan, current, points, init_states)

@@ -20,6 +20,7 @@ from devjobs.kube import naming
 from devjobs.kube import vocabulary as v
 from devjobs.kube.jobs import JobObs, LogTail, belongs_to, jobs_with_pods, log_tails
 from devjobs.kube.jobstate import InitContainerRun, init_runs
+from devjobs.kube.podspec import RuntimeContext, runtime_context
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
 
@@ -94,6 +95,20 @@ class WorkloadObs:
 
 
 @dataclass(frozen=True)
+class GatedPod:
+    """A workload pod held by devjobs' scheduling gate (`vocabulary.PREDEPLOY_GATE`)."""
+
+    name: str
+    uid: str
+    gate_index: int
+    """Where the gate is in `spec.schedulingGates` (the removal is guarded by it)."""
+    images: tuple[str, ...]
+    """Its containers' images (in helm mode tagged with the commit they were built at)."""
+    init_containers: tuple[tuple[str, str], ...] = ()
+    """(name, canonical JSON) of each init container: which InitContainer jobs it runs."""
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything `reconcile` decides from, for one Environment."""
 
@@ -110,10 +125,14 @@ class Observed:
     manual: ManualRequest | None = None
     workload_name: str = catalyst.WORKLOAD_DEPLOYMENT
     log_tails: Mapping[str, LogTail] = dataclasses.field(default_factory=dict)
+    runtime: RuntimeContext = dataclasses.field(default_factory=RuntimeContext)
+    """What jobs in the build image get from the workload's main container."""
     """Job key -> its kept log tail."""
     installation_id: int | None = None
     """The Project's `spec.githubInstallationId`: whose GitHub App installation posts
     check runs for it (None: not set, or not a positive integer)."""
+    gated_pods: tuple[GatedPod, ...] = ()
+    """Workload pods of the target namespace that devjobs' gate holds (`controller.gates`)."""
 
 
 # --- builders from API JSON ---------------------------------------------------------
@@ -174,6 +193,27 @@ def build_obs(job: Mapping[str, Any]) -> BuildObs:
         succeeded=done,
         failed=failed and not done,
         created=str(meta.get("creationTimestamp") or ""),
+    )
+
+
+def gated_pod(pod: Mapping[str, Any]) -> GatedPod | None:
+    """The pod as `GatedPod` when devjobs' gate holds it (and it is not going away)."""
+    import json
+
+    meta = _map(pod.get("metadata"))
+    spec = _map(pod.get("spec"))
+    gates = [str(_map(g).get("name", "")) for g in _list(spec.get("schedulingGates"))]
+    if v.PREDEPLOY_GATE not in gates or meta.get("deletionTimestamp"):
+        return None
+    return GatedPod(
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        gate_index=gates.index(v.PREDEPLOY_GATE),
+        images=tuple(str(_map(c).get("image", "")) for c in _list(spec.get("containers"))),
+        init_containers=tuple(
+            (str(_map(c).get("name", "")), json.dumps(c, sort_keys=True))
+            for c in _list(spec.get("initContainers"))
+        ),
     )
 
 
@@ -250,6 +290,7 @@ def observe(
     workload_pods: Sequence[Mapping[str, Any]] = (),
     log_configmaps: Sequence[Mapping[str, Any]] = (),
     workload_name: str = catalyst.WORKLOAD_DEPLOYMENT,
+    gated_pods: Sequence[Mapping[str, Any]] = (),
 ) -> Observed:
     """Assemble an `Observed` from API objects (those of other environments are ignored)."""
     env = envmod.from_object(env_obj)
@@ -284,5 +325,14 @@ def observe(
         manual=manual_request(env_obj),
         workload_name=workload_name,
         log_tails=log_tails(log_configmaps, env, namespace),
+        runtime=runtime_context(
+            deployment, env.main_container(catalyst.template_type(project, env.type)), env.url
+        ),
         installation_id=installation_id(project),
+        gated_pods=tuple(
+            gated
+            for p in gated_pods
+            if _map(p.get("metadata")).get("namespace") == namespace
+            and (gated := gated_pod(p)) is not None
+        ),
     )

@@ -24,6 +24,7 @@ _PLURALS = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("v1", "Pod"): ("/api/v1", "pods"),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
+    ("v1", "Secret"): ("/api/v1", "secrets"),
     (catalyst.API_VERSION, "Environment"): (f"/apis/{catalyst.API_VERSION}", "environments"),
     (catalyst.API_VERSION, "Project"): (f"/apis/{catalyst.API_VERSION}", "projects"),
 }

@@ -33,6 +33,7 @@ from devjobs.errors import DevjobsError
 from devjobs.kube import naming
 from devjobs.kube import vocabulary as v
 from devjobs.kube.client import Kube, KubeError, collection_path, object_path
+from devjobs.kube.masking import SecretsUnreadable, mask, secret_values
 
 DEFAULT_MAX_BYTES = 64 * 1024
 """Per container: enough for a test report's summary and stack traces."""
@@ -236,6 +237,27 @@ def fetch_log_tails(
             ) from None
         logs[container] = tail_text(raw.decode("utf-8", "replace"), max_bytes)
     return logs
+
+
+def masked_log_tails(
+    kube: Kube,
+    namespace: str,
+    pod: Mapping[str, Any],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    only: Collection[str] | None = None,
+) -> dict[str, str]:
+    """`fetch_log_tails` with the values of the Secrets the pod references masked
+    (`masking`): what devjobs keeps. When one of them cannot be read, no log is kept,
+    only a line saying why."""
+    try:
+        values = secret_values(kube, namespace, pod)
+    except SecretsUnreadable as error:
+        note = f"[devjobs: log not kept: {error}; its values could not be masked]\n"
+        started = _started_containers(pod)
+        return {c: note for c in sorted(started) if only is None or c in only}
+    tails = fetch_log_tails(kube, namespace, pod, max_bytes=max_bytes, only=only)
+    return {container: mask(text, values) for container, text in tails.items()}
 
 
 def _started_containers(pod: Mapping[str, Any]) -> set[str]:

@@ -13,7 +13,7 @@ from devjobs import catalyst
 from devjobs.kube import naming, workspace
 from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver.environment import Environment
-from devjobs.resolver.models import JobConfig, JobPlan, SourceInfo, Trigger
+from devjobs.resolver.models import JobConfig, JobPlan, SourceInfo, Trigger, wire_value
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 """Finished Jobs stay a week: re-running the same command re-finds them meanwhile."""
@@ -34,6 +34,50 @@ class Resources:
             "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
             "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
         }
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """What a job gets from the environment it works on (`JobConfig.gets_runtime_context`):
+    the env and envFrom of the workload's main container (Catalyst's `catalyst-secrets`
+    among them) and `DEVJOBS_ENVIRONMENT_URL`, Catalyst's `status.url`. It is added after
+    the Job's name is fixed: a workload that appears or changes later (helm mode deploys
+    after PostBuild) does not make a new run of a job already created."""
+
+    env: tuple[Mapping[str, Any], ...] = ()
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    url: str = ""
+
+    def apply(self, container: dict[str, Any]) -> None:
+        """Put the context before the job's own variables (which win, and may refer to
+        the context's as `$(NAME)`) and its own envFrom entries."""
+        own = container.get("env") or []
+        names = {str(e.get("name")) for e in own}
+        context = [dict(e) for e in self.env if e.get("name") not in names | {URL_VARIABLE}]
+        if self.url and URL_VARIABLE not in names:
+            context.append({"name": URL_VARIABLE, "value": self.url})
+        if context or own:
+            container["env"] = [*context, *own]
+        env_from = [*(dict(e) for e in self.env_from), *(container.get("envFrom") or [])]
+        if env_from:
+            container["envFrom"] = env_from
+
+
+URL_VARIABLE = "DEVJOBS_ENVIRONMENT_URL"
+
+
+def runtime_context(
+    deployment: Mapping[str, Any] | None, container: str, url: str
+) -> RuntimeContext:
+    """The context from the workload Deployment's main container `container` (none when
+    there is no Deployment yet, or no such container)."""
+    spec = ((deployment or {}).get("spec") or {}).get("template") or {}
+    for found in (spec.get("spec") or {}).get("containers") or []:
+        if isinstance(found, Mapping) and found.get("name") == container:
+            env = tuple(e for e in found.get("env") or [] if isinstance(e, Mapping))
+            env_from = tuple(e for e in found.get("envFrom") or [] if isinstance(e, Mapping))
+            return RuntimeContext(env, env_from, url)
+    return RuntimeContext(url=url)
 
 
 @dataclass(frozen=True)
@@ -58,6 +102,8 @@ class RenderOptions:
     workspace: str = "clone"
     """`clone`: an emptyDir at workingDir, cloned into at the commit; `empty`: the emptyDir
     only; `image`: no volume, the job uses what its image has at workingDir."""
+    runtime: RuntimeContext = field(default_factory=RuntimeContext)
+    """The environment's runtime context (`RuntimeContext`), for jobs that get it."""
     attempts: Mapping[str, int] = field(default_factory=dict)
     """`source/job` -> attempt number (`--rerun`); 0 (the default) is the first run."""
 
@@ -96,6 +142,8 @@ def make_container(
     }
     if env:
         container["env"] = env_list(env)
+    if job.env_from:
+        container["envFrom"] = [wire_value(source) for source in job.env_from]
     if mounts:
         container["volumeMounts"] = mounts
     return container

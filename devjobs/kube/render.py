@@ -211,6 +211,11 @@ def render_job(
     name = naming.job_name(environment.name, job.source, job.name, spec_hash)
     # Mutable, so outside the hash: changing it must not start a new run.
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds
+    if job.gets_runtime_context:
+        # Outside the hash too: see `podspec.RuntimeContext`.
+        # The job's containers and its setup steps, not the clone (the first, if any).
+        for container in [*init_containers[1 if clone else 0 :], *containers]:
+            options.runtime.apply(container)
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": environment.jobs_namespace,

@@ -432,6 +432,8 @@ class _Reader:
             retries=spec.retries or 0,
             run_as=spec.run_as or RunAs.JOB,
             setup=list(setup) if runs_setup else [],
+            env_from=list(spec.env_from or []),
+            runtime_context=spec.runtime_context,
         )
 
 

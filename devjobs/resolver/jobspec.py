@@ -16,7 +16,17 @@ from dataclasses import dataclass, field, fields
 from typing import Annotated
 
 from devjobs.resolver.fields import FieldPath, Fields, InvalidField, string, string_list
-from devjobs.resolver.models import INTERNAL, WIRE_CONFIG, Argv, RunAs, Schema, Trigger, wire_name
+from devjobs.resolver.models import (
+    INTERNAL,
+    WIRE_CONFIG,
+    Argv,
+    EnvFromSource,
+    NameRef,
+    RunAs,
+    Schema,
+    Trigger,
+    wire_name,
+)
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 """What a POSIX shell (and Kubernetes' EnvVar validation in practice) accepts as a name."""
@@ -57,6 +67,14 @@ class JobSpec:
     setup: bool | None = None
     """Whether the devcontainer's setup steps (onCreateCommand, ...) run first. Default:
     yes for jobs in the devcontainer's image, no for others."""
+    env_from: list[EnvFromSource] | None = None
+    """Secrets and ConfigMaps whose keys become the job's variables, as Kubernetes'
+    envFrom (`secretRef`/`configMapRef` with `name`, optional `prefix`); values read from
+    Secrets are masked in kept logs."""
+    runtime_context: bool | None = None
+    """Whether the job runs with the environment's runtime context: its workload's
+    environment variables and envFrom (Catalyst's `catalyst-secrets`) and
+    DEVJOBS_ENVIRONMENT_URL. Default: yes for jobs in the environment's build image."""
     given: frozenset[str] = field(default=frozenset(), metadata=INTERNAL)
     """The attributes the user wrote (null included): what an override overrides."""
 
@@ -87,12 +105,45 @@ class JobSpec:
             run_as=fields.choice("runAs", RunAs),
             enabled=fields.flag("enabled", True),
             setup=fields.boolean("setup"),
+            env_from=_env_from(fields) if fields.raw("envFrom") is not None else None,
+            runtime_context=fields.boolean("runtimeContext"),
             given=frozenset(ATTRIBUTES[key] for key in fields.given),
         )
 
 
 ATTRIBUTES = {wire_name(f.name): f.name for f in fields(JobSpec) if not f.metadata.get("internal")}
 """A job's fields: wire name (`workingDir`) -> attribute name (`working_dir`)."""
+
+
+def _env_from(fields: Fields) -> list[EnvFromSource]:
+    """`envFrom`: each entry exactly one of `secretRef`, `configMapRef`, with a `name`."""
+    sources = []
+    for index, raw in enumerate(fields.array("envFrom")):
+        entry = Fields(raw, (*fields.at("envFrom"), index), ("secretRef", "configMapRef", "prefix"))
+        refs = {}
+        for key in ("secretRef", "configMapRef"):
+            if entry.raw(key) is not None:
+                ref = entry.mapping(key, ("name", "optional"))
+                name = ref.required_string("name")
+                if len(name) > 253:
+                    raise InvalidField(ref.at("name"), "must be at most 253 characters")
+                optional = ref.flag("optional", False) if "optional" in ref.given else None
+                refs[key] = NameRef(name=name, optional=optional)
+        if len(refs) != 1:
+            raise InvalidField(entry.path, "must name exactly one of secretRef, configMapRef")
+        prefix = entry.string("prefix")
+        if prefix is None and "prefix" in entry.given:
+            raise InvalidField(entry.at("prefix"), "must be a string, not null")
+        if prefix is not None and not ENV_NAME.match(prefix):
+            raise InvalidField(entry.at("prefix"), f"{prefix!r} is not a valid variable prefix")
+        sources.append(
+            EnvFromSource(
+                secret_ref=refs.get("secretRef"),
+                config_map_ref=refs.get("configMapRef"),
+                prefix=prefix,
+            )
+        )
+    return sources
 
 
 def _command(value: object, path: FieldPath) -> Command | None:

@@ -128,6 +128,10 @@ def _override(
             values[name] = getattr(spec, name)
     if "env" in given and spec.env is not None:
         values["env"] = {**base.env, **spec.env}
+    if "env_from" in given and spec.env_from is not None:
+        values["env_from"] = [*base.env_from, *spec.env_from]
+    if "runtime_context" in given:
+        values["runtime_context"] = spec.runtime_context
     if "image" in given:
         values["image"] = spec.image
         if spec.image != defaults.devcontainer_image:
@@ -160,6 +164,8 @@ def _new_job(
             "timeout_seconds": spec.timeout_seconds,
             "retries": spec.retries or 0,
             "setup": list(defaults.setup) if spec.setup else [],
+            "env_from": list(spec.env_from or []),
+            "runtime_context": spec.runtime_context,
             "origins": [project_job.origin],
         },
         project_job.where,

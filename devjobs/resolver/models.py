@@ -146,6 +146,12 @@ class JobConfig:
     setup: list[str] = field(default_factory=list)
     """Names of this source's setup jobs (on-create, ...) to run first in the same
     container, as the reference runs lifecycle commands before any user command."""
+    env_from: list[EnvFromSource] = field(default_factory=list)
+    """Further Secrets and ConfigMaps whose keys become variables (in a cluster)."""
+    runtime_context: bool | None = field(default=None, metadata=OMIT_IF_NONE)
+    """Whether the job gets the environment's runtime context in a cluster: the env and
+    envFrom of its workload's main container and DEVJOBS_ENVIRONMENT_URL. None: yes for
+    jobs in the environment's build image (`image: null`), no for others."""
     origins: list[Origin] = field(default_factory=list)
     """Lowest precedence first."""
 
@@ -168,6 +174,35 @@ class JobConfig:
     def key(self) -> str:
         """`source/name`: unique within a plan."""
         return f"{self.source}/{self.name}"
+
+    @property
+    def gets_runtime_context(self) -> bool:
+        return self.runtime_context if self.runtime_context is not None else self.image is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NameRef:
+    """`secretRef` / `configMapRef` of Kubernetes' EnvFromSource."""
+
+    __pydantic_config__ = WIRE_CONFIG
+
+    name: Annotated[str, Schema((("minLength", 1), ("maxLength", 253)))]
+    optional: bool | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvFromSource:
+    """Kubernetes' EnvFromSource: every key of one Secret or ConfigMap as a variable."""
+
+    __pydantic_config__ = WIRE_CONFIG
+
+    secret_ref: NameRef | None = field(default=None, metadata=OMIT_IF_NONE)
+    config_map_ref: NameRef | None = field(default=None, metadata=OMIT_IF_NONE)
+    prefix: str | None = field(default=None, metadata=OMIT_IF_NONE)
+
+    def __post_init__(self) -> None:
+        if (self.secret_ref is None) == (self.config_map_ref is None):
+            raise InvalidJob("envFrom", "each entry names exactly one of secretRef, configMapRef")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,10 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
+from devjobs.kube.client import collection_path
+from devjobs.kube.masking import SecretsUnreadable, mask, secret_values
 from devjobs.ui.cluster import Kube, KubeError, log
 
 MAX_LINES = 20_000
@@ -65,7 +68,9 @@ class LogHub:
     def _read(self, key: tuple[str, str, str], topic: _Topic) -> None:
         namespace, pod, container = key
         try:
-            for line in self.kube.log_lines(namespace, pod, container, follow=True):
+            values = self._secret_values(namespace, pod)
+            for raw in self.kube.log_lines(namespace, pod, container, follow=True):
+                line = mask(raw, values)
                 with self._lock:
                     if len(topic.lines) >= MAX_LINES:
                         del topic.lines[: MAX_LINES // 10]
@@ -73,6 +78,8 @@ class LogHub:
                     followers = list(topic.followers)
                 for loop, queue in followers:
                     _push(loop, queue, line)
+        except SecretsUnreadable as error:
+            topic.error = f"log not shown: {error}; its values could not be masked"
         except KubeError as error:
             topic.error = error.message or str(error)
             if error.status not in (400, 404):
@@ -85,6 +92,11 @@ class LogHub:
             followers = list(topic.followers)
         for loop, queue in followers:
             _push(loop, queue, _END)
+
+    def _secret_values(self, namespace: str, pod: str) -> list[str]:
+        """The values the pod received from Secrets (masked in every line shown)."""
+        obj = self.kube.get(f"{collection_path('v1', 'Pod', namespace)}/{quote(pod)}")
+        return secret_values(self.kube, namespace, obj) if obj is not None else []
 
     async def follow(self, namespace: str, pod: str, container: str) -> AsyncIterator[str]:
         """The container's log lines: those so far, then live ones until it ends."""

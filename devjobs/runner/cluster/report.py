@@ -34,7 +34,7 @@ from devjobs.kube.conditions import (
 )
 from devjobs.kube.jobs import JobObs, at_commit, newest
 from devjobs.kube.jobstate import JobState
-from devjobs.kube.logstore import fetch_log_tails, save_log_tail
+from devjobs.kube.logstore import masked_log_tails, save_log_tail
 from devjobs.kube.podspec import revisions
 from devjobs.kube.status import write_conditions
 from devjobs.kube.vocabulary import JOB_NAME_LABEL
@@ -142,7 +142,7 @@ class Reporter:
             )
             if not items:
                 return {}
-            tails = fetch_log_tails(self.kube, self.environment.jobs_namespace, items[-1])
+            tails = masked_log_tails(self.kube, self.environment.jobs_namespace, items[-1])
             save_log_tail(
                 self.kube, self.environment.jobs_namespace, self.env_obj, state.key, tails,
                 job_name=job_name,
@@ -156,7 +156,7 @@ class Reporter:
         self, state: JobState, pod: Mapping[str, Any], containers: Sequence[str]
     ) -> dict[str, str]:
         try:
-            tails = fetch_log_tails(
+            tails = masked_log_tails(
                 self.kube, self.environment.jobs_namespace, pod, only=containers
             )
             if tails:

@@ -25,10 +25,11 @@ from devjobs.kube.client import Kube, KubeError, collection_path, describe
 from devjobs.kube.jobs import environment_label, jobs_with_pods
 from devjobs.kube.jobstate import InitJob, JobState, Phase, declared_state
 from devjobs.kube.lookups import list_jobs, read_environment
-from devjobs.kube.podspec import RenderOptions
-from devjobs.kube.render import Rendered, RenderedJob, render, with_attempt
+from devjobs.kube.podspec import RenderOptions, runtime_context
+from devjobs.kube.render import Rendered, RenderedJob, render, select_jobs, with_attempt
 from devjobs.kube.workload import init_jobs
 from devjobs.resolver import environment as envmod
+from devjobs.resolver.models import Trigger
 from devjobs.resolver.plan import PlanRequest, resolve
 from devjobs.runner.cluster.follow import Follower, Target
 from devjobs.runner.cluster.report import CommitStatuses, Reporter
@@ -58,7 +59,18 @@ def run_on_cluster(request: ClusterRun, kube: Kube, out: TextIO | None = None) -
     plan_request = replace(request.plan, environment_file=None, environment_object=env_obj)
     plan = resolve(plan_request).plan
     existing = list_jobs(kube, environment)
-    first = render(plan, environment, request.options)
+    options = request.options
+    patches = options.trigger is Trigger.PRE_DEPLOY and not options.jobs
+    runtime_wanted = any(job.gets_runtime_context for job, _ in select_jobs(plan, options))
+    workload = (
+        read_workload(kube, environment.jobs_namespace, options.workload)
+        if patches or runtime_wanted
+        else None
+    )
+    # The Project's template type is not at hand here: helm charts' main container is
+    # taken to be named as in production mode.
+    runtime = runtime_context(workload, environment.main_container(None), environment.url)
+    first = render(plan, environment, replace(request.options, runtime=runtime))
     attempts = choose_attempts(first, existing, request.rerun)
     jobs = tuple(
         with_attempt(job, attempts[job.key], environment) if attempts.get(job.key) else job
@@ -71,7 +83,7 @@ def run_on_cluster(request: ClusterRun, kube: Kube, out: TextIO | None = None) -
 
     names = {str(j["metadata"]["name"]) for j in existing}
     new_jobs = [job for job in rendered.jobs if job.name not in names]
-    patch = workload_patch_to_apply(kube, rendered)
+    patch = workload_patch_to_apply(workload, rendered)
     objects = [job.manifest for job in new_jobs] + ([patch] if patch else [])
     applied_patch: dict[str, Any] | None = None
     for dry_run in (True, False):
@@ -157,20 +169,24 @@ def choose_attempts(
     return attempts
 
 
-def workload_patch_to_apply(kube: Kube, rendered: Rendered) -> dict[str, Any] | None:
+def read_workload(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The workload Deployment, or None when there is none (yet)."""
+    path = f"{collection_path('apps/v1', 'Deployment', namespace)}/{name}"
+    try:
+        return kube.get(path)
+    except KubeError as error:
+        raise DevjobsError(f"Deployment {namespace}/{name}", describe(error)) from None
+
+
+def workload_patch_to_apply(
+    current: Mapping[str, Any] | None, rendered: Rendered
+) -> dict[str, Any] | None:
     """The workload patch when there is one to apply: a missing Deployment is an error
     only when devjobs wants init containers in it."""
     patch = rendered.workload_patch
     if patch is None:
         return None
     meta = patch["metadata"]
-    path = f"{collection_path('apps/v1', 'Deployment', meta['namespace'])}/{meta['name']}"
-    try:
-        current = kube.get(path)
-    except KubeError as error:
-        raise DevjobsError(
-            f"Deployment {meta['namespace']}/{meta['name']}", describe(error)
-        ) from None
     if current is None:
         if patch["spec"]["template"]["spec"]["initContainers"]:
             raise DevjobsError(
