@@ -32,6 +32,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     Cluster,
     app_server,
     cluster,
+    place_development,
     place_production,
     wait_until,
 )
@@ -135,3 +136,62 @@ def test_devjobs_runs_every_point_in_the_target_namespace_and_leaves_nothing_beh
         threading.Event().wait(5)
         assert ctl.stats.errors == errors
         assert ctl.stats.reconciles - reconciles <= 2
+
+
+def test_a_migrate_job_gets_catalyst_secrets_and_what_it_prints_of_them_is_masked(
+    kube_api: Any,
+    kube_client: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    namespace: str,
+) -> None:
+    """Development mode: the app's main container `app` reads `catalyst-secrets`; a
+    PreDeploy job with the runtime context gets it too, and DEVJOBS_ENVIRONMENT_URL."""
+    placed = place_development(cluster, app_server, kube_node, namespace)
+    password = "hunter2-correct-horse"
+    script = 'echo "db password is $DATABASE_PASSWORD"; echo "url is $DEVJOBS_ENVIRONMENT_URL"'
+    migrate = job_config(
+        "migrate", Trigger.PRE_DEPLOY, "app", script, kube_node.test_image, "/workspaces/app",
+        runtime_context=True,
+    )  # fmt: skip
+    plan = job_plan({"app": f"git://{placed.team}/app"}, migrate)
+    kube = Kube(kube_client)
+    wait_until("the target namespace", lambda: cluster.namespace_exists(placed.target), 60)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": catalyst.SECRETS},
+        "stringData": {"DATABASE_PASSWORD": password},
+    }
+    kube.request("POST", f"/api/v1/namespaces/{placed.target}/secrets", body=secret)
+    with devjobs_controller(kube_api, namespace, plan):
+        cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+        def migrated() -> bool:
+            found = conditions(cluster, namespace, placed.name)
+            return found.get("Job.app.migrate", {}).get("status") == "True"
+
+        wait_until("the migrate job to succeed", migrated, READY_TIMEOUT)
+        (job,) = [
+            j
+            for j in kube.list(f"/apis/batch/v1/namespaces/{placed.target}/jobs")["items"]
+            if j["metadata"]["labels"].get("devjobs.dev/job") == "migrate"
+        ]
+        main = job["spec"]["template"]["spec"]["containers"][0]
+        assert {"secretRef": {"name": catalyst.SECRETS, "optional": True}} in main["envFrom"]
+        url = cluster.environment(placed)["status"]["url"]  # type: ignore[index]
+
+        def record() -> dict[str, Any] | None:
+            records = kube.list(
+                f"/api/v1/namespaces/{placed.target}/configmaps", "devjobs.dev/job=migrate"
+            )["items"]
+            return records[0] if records else None
+
+        wait_until("the log record", lambda: record() is not None, 60)
+        kept = "\n".join((record() or {}).get("data", {}).values())
+        assert "db password is ***" in kept, kept
+        assert f"url is {url}" in kept
+        message = conditions(cluster, namespace, placed.name)["Job.app.migrate"]["message"]
+        assert password not in kept and password not in message
+        assert "db password is ***" in message

@@ -171,8 +171,13 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
     )  # fmt: skip
     actions += _cancellations(observed, current, rendered.jobs)
     existing = {j.name for j in observed.jobs}
+    # A job that runs with the app's runtime context waits until there is a workload to
+    # take it from (the operator may create the Deployment after the point fired).
+    ready = observed.workload is not None
     actions += [
-        CreateJob(name, job.manifest) for name, job in rendered.jobs.items() if name not in existing
+        CreateJob(name, job.manifest)
+        for name, job in rendered.jobs.items()
+        if name not in existing and (ready or not job.config.gets_runtime_context)
     ]
     actions += manual_actions(observed, plan, options, existing)
     actions += reporting.log_tail_actions(observed, current)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from devjobs import catalyst
 from devjobs.catalyst import API_VERSION as CATALYST_API_VERSION
 from devjobs.kube.client import Kube, KubeError, connect, describe
 from devjobs.kube.conditions import AGGREGATE_TYPE, TYPE_PREFIX
@@ -182,14 +183,54 @@ class Store:
         self._resolving: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="devjobs-ui-plan")
         self._threads: list[threading.Thread] = []
+        self._stop: threading.Event | None = None
+        self._scopes: set[str | None] = set(scopes)
         for reflector in self.reflectors():
             reflector.add_listener(self._on_event)
+        for reflector in self.environments:
+            reflector.add_listener(self._on_environment)
 
     def reflectors(self) -> list[Any]:
         return [*self.environments, *self.jobs, *self.pods, *self.log_tails]
 
     def start(self, stop: threading.Event) -> None:
-        self._threads = [r.start(stop) for r in self.reflectors()]
+        with self._lock:
+            self._stop = stop
+            reflectors = self.reflectors()
+        self._threads = [r.start(stop) for r in reflectors]
+
+    def _on_environment(self, event: str, old: Any, new: Any) -> None:
+        """With `-n`, also watch each Environment's target namespace (Catalyst's), where
+        its Jobs, pods and log records are."""
+        if new is None or None in self._scopes:
+            return
+        meta = new.get("metadata") or {}
+        target = catalyst.place(str(meta.get("namespace") or ""), meta.get("labels"))
+        self._watch(target.target_namespace)
+
+    def _watch(self, namespace: str) -> None:
+        from devjobs.kube.reflector import Reflector
+
+        with self._lock:
+            if namespace in self._scopes:
+                return
+            self._scopes.add(namespace)
+            added = [
+                Reflector(self.kube, _core_path("jobs", namespace, "batch/v1"),
+                          label_selector=MANAGED_SELECTOR),
+                Reflector(self.kube, _core_path("pods", namespace),
+                          label_selector=MANAGED_SELECTOR),
+                Reflector(self.kube, _core_path("configmaps", namespace),
+                          label_selector=LOG_SELECTOR),
+            ]  # fmt: skip
+            self.jobs.append(added[0])
+            self.pods.append(added[1])
+            self.log_tails.append(added[2])
+            stop = self._stop
+        for reflector in added:
+            reflector.add_listener(self._on_event)
+            if stop is not None:
+                self._threads.append(reflector.start(stop))
 
     def wait_synced(self, timeout: float) -> bool:
         return all(r.synced.wait(timeout) for r in self.reflectors())
@@ -315,8 +356,9 @@ class Store:
         ref = ((env.get("spec") or {}).get("projectRef") or {}).get("name")
         if not isinstance(ref, str) or not ref:
             return None
-        namespace = str((env.get("metadata") or {}).get("namespace") or "")
-        for ns in dict.fromkeys(n for n in (namespace, self.project_namespace) if n):
+        meta = env.get("metadata") or {}
+        home = catalyst.place(str(meta.get("namespace") or ""), meta.get("labels"))
+        for ns in dict.fromkeys(n for n in (home.project_namespace, self.project_namespace) if n):
             found = self.kube.get(
                 f"/apis/{CATALYST_API_VERSION}/namespaces/{quote(ns)}/projects/{quote(ref)}"
             )
