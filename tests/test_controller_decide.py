@@ -224,6 +224,16 @@ def test_without_builds_post_build_fires_when_the_environment_leaves_provisionin
     assert len(cluster.job_names("PostBuild")) == 1
 
 
+def test_without_builds_post_build_fires_once_the_workload_exists_while_provisioning() -> None:
+    """The phase waits for the first pod to be Ready, which waits on the PreDeploy gate:
+    PostBuild and PreDeploy cannot wait for the phase (controller.gates)."""
+    cluster = Cluster(env=env_dict(phase="Provisioning"), project={"spec": {}})
+    cluster.deployment = deployment(ready=False)
+    cluster.settle()
+    assert len(cluster.job_names("PostBuild")) == 1
+    assert len(cluster.job_names("PreDeploy")) == 1
+
+
 def test_build_jobs_present_without_a_project_template_are_still_waited_for() -> None:
     cluster = Cluster(project=None, builds=[build_job(SHA1, state="")])
     cluster.settle()

@@ -57,6 +57,7 @@ ALLOWED = [
     ("patch", "jobs.batch", "team-a"),
     ("delete", "jobs.batch", "team-a"),
     ("watch", "pods", ""),
+    ("patch", "pods", "team-a"),  # only its PreDeploy gate's removal (admission.yaml)
     ("patch", "deployments.apps", "team-a"),
     ("create", "events", "team-a"),
     ("create", "leases.coordination.k8s.io", "devjobs-system"),
@@ -94,6 +95,9 @@ def installed(kube_api: Any, catalyst_crds: list[str], project_crds: list[str]) 
     # No node may try to run the placeholder image in later tests of the session.
     kubectl(kube_api, "-n", "devjobs-system", "delete", "deployment", "devjobs-controller",
             "--ignore-not-found")  # fmt: skip
+    # Nor may later tests' workload pods wait for a controller that does not run.
+    for kind in ("mutatingadmissionpolicybinding", "mutatingadmissionpolicy"):
+        kubectl(kube_api, "delete", kind, "devjobs-predeploy-gate", "--ignore-not-found")
 
 
 def can_i(kube_api: Any, verb: str, resource: str, namespace: str) -> bool:
@@ -174,6 +178,73 @@ def test_the_controller_may_write_only_in_catalyst_environment_namespaces(
         path.write_text(yaml.safe_dump(job))
         admin = kubectl(installed, "create", "-f", str(path), "-n", plain, "--dry-run=server")
         assert admin.returncode == 0
+    finally:
+        for ns in (plain, environment):
+            core.delete_namespace(ns)
+
+
+def test_workload_pods_are_gated_and_the_controller_may_only_remove_its_gate(
+    installed: Any, kube_client: Any
+) -> None:
+    """deploy/predeploy-gate.yaml gates new `app=web` pods in environment namespaces (and
+    no other pod); deploy/admission.yaml lets the controller's identity remove that gate
+    and change nothing else of a pod. The pods are never scheduled: no node is needed."""
+    import json
+
+    from kubernetes import client
+
+    from devjobs.kube.vocabulary import PREDEPLOY_GATE
+
+    core: Any = client.CoreV1Api(kube_client)
+    plain, environment = f"dj-gplain-{os.getpid()}", f"dj-genv-{os.getpid()}"
+    core.create_namespace({"metadata": {"name": plain}})
+    label = {"catalyst.dev/namespace-type": "environment"}
+    core.create_namespace({"metadata": {"name": environment, "labels": label}})
+
+    def pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        resources = {"cpu": "10m", "memory": "16Mi"}
+        return {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {
+                "requests": resources, "limits": resources}}]},
+        }  # fmt: skip
+
+    def gates(namespace: str, name: str) -> list[str]:
+        found = core.read_namespaced_pod(name, namespace)
+        return [g.name for g in found.spec.scheduling_gates or []]
+
+    def patch_as_controller(name: str, ops: list[dict[str, Any]]) -> str:
+        done = kubectl(installed, "-n", environment, "patch", "pod", name, "--as", SA,
+                       "--type=json", "-p", json.dumps(ops), check=False)  # fmt: skip
+        return "" if done.returncode == 0 else done.stderr
+
+    try:
+        deadline = time.monotonic() + 30  # the policy takes effect within seconds
+        while True:
+            core.create_namespaced_pod(environment, pod("web-1", {"app": "web"}))
+            if gates(environment, "web-1") or time.monotonic() > deadline:
+                break
+            core.delete_namespaced_pod("web-1", environment, grace_period_seconds=0)
+            wait = time.monotonic() + 10
+            while time.monotonic() < wait:
+                try:
+                    core.read_namespaced_pod("web-1", environment)
+                except client.exceptions.ApiException:
+                    break
+                time.sleep(0.2)
+        assert gates(environment, "web-1") == [PREDEPLOY_GATE]
+        core.create_namespaced_pod(environment, pod("other", {"app": "db"}))
+        core.create_namespaced_pod(plain, pod("web-1", {"app": "web"}))
+        assert gates(environment, "other") == [] and gates(plain, "web-1") == []
+
+        relabel = [{"op": "add", "path": "/metadata/labels/x", "value": "y"}]
+        refused = patch_as_controller("web-1", relabel)
+        assert "may only remove its scheduling gate" in refused, refused
+        assert (
+            patch_as_controller("web-1", [{"op": "remove", "path": "/spec/schedulingGates/0"}])
+            == ""
+        )
+        assert gates(environment, "web-1") == []
     finally:
         for ns in (plain, environment):
             core.delete_namespace(ns)

@@ -36,6 +36,18 @@ class ApplyWorkload:
 
 
 @dataclass(frozen=True)
+class OpenGate:
+    """Remove devjobs' scheduling gate (`vocabulary.PREDEPLOY_GATE`) from a workload pod of
+    the target namespace: the commit's PreDeploy jobs succeeded, the pod may start. Guarded
+    by the pod's uid and the gate's place, so a recreated pod or a changed list is left
+    for the next round."""
+
+    pod: str
+    uid: str
+    gate_index: int
+
+
+@dataclass(frozen=True)
 class WriteConditions:
     conditions: tuple[Mapping[str, Any], ...]
     remove: tuple[str, ...] = ()
@@ -107,6 +119,7 @@ Action = (
     CreateJob
     | DeleteJob
     | ApplyWorkload
+    | OpenGate
     | SaveLogTail
     | WriteConditions
     | ClearManualRequest
@@ -119,6 +132,7 @@ ORDER: tuple[type, ...] = (
     DeleteJob,
     ApplyWorkload,
     CreateJob,
+    OpenGate,
     ClearManualRequest,
     SaveLogTail,
     WriteConditions,

@@ -18,6 +18,7 @@ from devjobs.kube.conditions import EnvironmentJobs, reported_jobs
 from devjobs.kube.jobs import JobObs, at_commit, newest
 from devjobs.kube.jobstate import JobState, Phase, declared_state
 from devjobs.kube.render import RenderedJob
+from devjobs.kube.vocabulary import PREDEPLOY_GATE
 from devjobs.resolver.models import JobConfig, JobPlan, RunAs, Trigger
 
 WAITING_FOR = {
@@ -37,6 +38,8 @@ class Points:
     render_errors: Mapping[Trigger, str]
     rendered: Mapping[Trigger, Sequence[RenderedJob]]
     workload_ready: bool
+    held_pods: int = 0
+    """New workload pods of the commit that devjobs' scheduling gate holds (`gates`)."""
 
 
 def lifecycle_state(
@@ -57,7 +60,13 @@ def lifecycle_state(
         return state(Phase.FAILED, "BuildFailed", "the image build failed")
     fired = points.fired.get(trigger, False)
     if trigger is Trigger.POST_DEPLOY and points.pre_deploy_failed and not fired:
-        return state(Phase.FAILED, "PreDeployFailed", "a PreDeploy job failed")
+        message = "a PreDeploy job failed"
+        if points.held_pods:
+            message += (
+                f": {points.held_pods} new workload pod(s) held by the scheduling gate "
+                f"{PREDEPLOY_GATE}, the previous ones keep serving"
+            )
+        return state(Phase.FAILED, "PreDeployFailed", message)
     if not fired:
         return state(Phase.PENDING, "Waiting", f"waiting for {WAITING_FOR[trigger]}")
     if job.run_as is RunAs.INIT_CONTAINER:

@@ -2,8 +2,12 @@
 workload, and the Jobs devjobs already created for the current commit.
 
 - `PostBuild` (and with it the blocking `PreDeploy`) fires when the Project template's
-  builds (`catalyst.build_job_name`) have all succeeded for this commit; with no builds,
-  when the Environment has left provisioning. Never from `status.phase` alone: Catalyst
+  builds (`catalyst.build_job_name`) have all succeeded for this commit; with no builds
+  (production and development mode), as soon as the commit is known and its target
+  namespace holds the workload Deployment (the operator creates it with the namespace),
+  or the Environment has left provisioning. Not only when the phase leaves Provisioning:
+  the phase waits for the first pod to be Ready, which waits on the PreDeploy gate
+  (`gates`). Never from `status.phase` alone: Catalyst
   stays `Ready` while it rebuilds a new commit. Once devjobs' Jobs exist for this commit
   the point has fired (build Jobs may be garbage-collected; a restart must not forget).
 - `PostDeploy` fires when the workload is Ready for this commit and the PreDeploy Jobs
@@ -47,7 +51,8 @@ def builds_state(observed: Observed, current: Mapping[str, str]) -> Builds:
     wanted = list(observed.expected_builds) or sorted(relevant)
     if not wanted:
         provisioning = observed.phase in catalyst.PROVISIONING_PHASES
-        return Builds.WAITING if provisioning else Builds.DONE
+        deployed = observed.workload is not None and any(current.values())
+        return Builds.DONE if deployed or not provisioning else Builds.WAITING
     states = []
     for name in wanted:
         found = relevant.get(name, [])

@@ -181,11 +181,15 @@ class Controller:
         ("Pod", "v1", "Pod", "/api/v1", "pods"),
         # The workload's pods that run devjobs' init containers (InitContainer jobs).
         ("WorkloadPod", "v1", "Pod", "/api/v1", "pods"),
+        # The workload's pods not yet scheduled: those devjobs' PreDeploy gate holds.
+        ("GatedPod", "v1", "Pod", "/api/v1", "pods"),
         # Kept log records (kube.logstore): which Job's logs each one holds.
         ("ConfigMap", "v1", "ConfigMap", "/api/v1", "configmaps"),
         ("Deployment", "apps/v1", "Deployment", "/apis/apps/v1", "deployments"),
     )  # fmt: skip
-    _TARGET_KINDS = ("Job", "BuildJob", "Pod", "WorkloadPod", "ConfigMap", "Deployment")
+    _TARGET_KINDS = (
+        "Job", "BuildJob", "Pod", "WorkloadPod", "GatedPod", "ConfigMap", "Deployment",
+    )  # fmt: skip
     """What lives in an Environment's target namespace (`catalyst.Place`)."""
 
     def _selectors(self, name: str) -> Mapping[str, str]:
@@ -195,6 +199,10 @@ class Controller:
             "BuildJob": {"label_selector": build},
             "Pod": {"label_selector": v.MANAGED_SELECTOR},
             "WorkloadPod": {"label_selector": v.LABEL_WORKLOAD},
+            "GatedPod": {
+                "label_selector": "=".join(catalyst.WORKLOAD_POD_LABEL),
+                "field_selector": "spec.nodeName=",
+            },
             "ConfigMap": {"label_selector": v.LOG_SELECTOR},
             "Deployment": {"field_selector": f"metadata.name={self.config.workload}"},
         }.get(name, {})
@@ -389,6 +397,7 @@ class Controller:
             workload_pods=in_ns("WorkloadPod"),
             log_configmaps=in_ns("ConfigMap"),
             workload_name=self.config.workload,
+            gated_pods=in_ns("GatedPod"),
         )
         self.recent.seen(namespace, [str(o["metadata"]["name"]) for o in jobs])
         actions = decide(observed, self.settings).actions
