@@ -292,6 +292,10 @@ def installed(
                 check=False)  # fmt: skip
         kubectl(kube_api, "-n", CONTROLLER_NS, "delete", "lease", "devjobs-controller",
                 "--ignore-not-found", check=False)  # fmt: skip
+        # Later tests' workload pods must not wait for a controller that no longer runs.
+        for kind in ("mutatingadmissionpolicybinding", "mutatingadmissionpolicy"):
+            kubectl(kube_api, "delete", kind, "devjobs-predeploy-gate", "--ignore-not-found",
+                    check=False)  # fmt: skip
         for ns in namespaces:
             core.delete_namespace(ns, propagation_policy="Background")
         git.stop()
