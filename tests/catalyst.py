@@ -18,6 +18,15 @@ tests share (Project ``shop``, type ``development``, branch ``main``, image
 the build Job, the `web` Deployment), `source_repo` a served repository to build, and
 `job_config`/`job_plan` the plan devjobs resolves from a Project, for the tests that give
 the controller its plan directly.
+
+The real operator (built from `../shared/catalyst`, `tests/test_catalyst_operator.py`)
+differs, and the imitation is used only where that does not matter to what a test pins:
+its Environments carry no `catalyst.dev/team|project|environment` labels, so everything
+stays in the Environment's own namespace (devjobs' fallback; the real operator never
+reconciles such an Environment), and it builds in a `manifest` template (the real one
+builds in helm mode only). `tests/test_catalyst_imitation.py` runs one scenario under
+both and checks devjobs makes the same of them; `tests/test_devjobs_under_catalyst*.py`
+test devjobs under the real operator alone.
 """
 
 from __future__ import annotations
