@@ -1,0 +1,237 @@
+"""PreDeploy that blocks, under the real Catalyst operator (tier 2).
+
+**The operator is real** (`catalyst_operator`: Catalyst's own `manager`, built from its
+unmodified source); devjobs' controller runs in this process as users run it, and
+`deploy/predeploy-gate.yaml` (the MutatingAdmissionPolicy, as shipped) is installed for the
+test and removed after it. Production mode: the operator's Deployment `web` rolls out a
+new image by RollingUpdate (maxSurge 1, maxUnavailable 0), so a new pod that never gets
+Ready leaves the previous one serving.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devjobs import catalyst
+from devjobs.controller.decide import Settings
+from devjobs.controller.main import Config, Controller
+from devjobs.kube.client import connect
+from devjobs.kube.podspec import RenderOptions
+from devjobs.kube.vocabulary import PREDEPLOY_GATE
+from devjobs.resolver.models import JobPlan, Trigger
+from tests.catalyst import job_config, job_plan
+from tests.cluster.catalyst_operator import CatalystOperator
+from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
+    READY_TIMEOUT,
+    SOURCE,
+    AppServer,
+    Cluster,
+    app_server,
+    cluster,
+    production_templates,
+    set_commit,
+    wait_until,
+)
+from tests.test_controller_deploy import REPO, kubectl
+from tests.test_devjobs_under_catalyst import conditions
+
+pytestmark = pytest.mark.tier2
+POLICY = REPO / "deploy/predeploy-gate.yaml"
+
+
+@pytest.fixture
+def gate_policy(kube_api: Any, kube_client: Any) -> Iterator[None]:
+    """deploy/predeploy-gate.yaml installed, and in effect (a probe pod is gated)."""
+    from kubernetes import client
+
+    core: Any = client.CoreV1Api(kube_client)
+    probe_ns = f"dj-gate-probe-{time.monotonic_ns() % 10**8}"
+    labels = {catalyst.NAMESPACE_TYPE_LABEL: catalyst.NAMESPACE_TYPE_ENVIRONMENT}
+    core.create_namespace({"metadata": {"name": probe_ns, "labels": labels}})
+    kubectl(kube_api, "apply", "-f", str(POLICY))
+    probe = Path(kube_api.kubeconfig).parent / "gate-probe.yaml"
+    limits = {"cpu": "10m", "memory": "16Mi"}
+    probe.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "probe", "labels": dict([catalyst.WORKLOAD_POD_LABEL])},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "busybox",
+                            "resources": {"requests": limits, "limits": limits},
+                        }
+                    ]
+                },
+            }
+        )
+    )
+
+    def in_effect() -> bool:
+        done = kubectl(kube_api, "create", "-f", str(probe), "-n", probe_ns,
+                       "--dry-run=server", "-o", "json", check=False)  # fmt: skip
+        return done.returncode == 0 and PREDEPLOY_GATE in done.stdout
+
+    try:
+        wait_until("the PreDeploy gate policy to take effect", in_effect, 30)
+        yield
+    finally:
+        for kind in ("mutatingadmissionpolicybinding", "mutatingadmissionpolicy"):
+            kubectl(kube_api, "delete", kind, "devjobs-predeploy-gate", "--ignore-not-found")
+        core.delete_namespace(probe_ns)
+
+
+def plan_for_commit(image: str, url: str, failing: set[str]) -> Any:
+    """The resolver: a plan whose PreDeploy `migrate` fails at the commits in `failing`."""
+
+    def resolve(project: Any, env: Any, cache: Any) -> JobPlan:
+        sha = env["spec"]["sources"][0]["commitSha"]
+        migrate = "echo migrate failed; exit 1" if sha in failing else "echo migrated"
+
+        def job(name: str, trigger: Trigger, script: str) -> Any:
+            return job_config(name, trigger, "app", script, image, "/workspaces/app")
+
+        return job_plan(
+            {"app": url},
+            job("migrate", Trigger.PRE_DEPLOY, migrate),
+            job("smoke", Trigger.POST_DEPLOY, "echo smoke ok"),
+        )
+
+    return resolve
+
+
+@contextmanager
+def devjobs_controller(kube_api: Any, team: str, resolver: Any) -> Iterator[Controller]:
+    config = Config(
+        namespaces=(team,),
+        project_namespace=None,
+        settings=Settings(render=RenderOptions(workspace="empty")),
+    )
+    controller = Controller(connect(Path(kube_api.kubeconfig)), config, resolver=resolver)
+    stop = threading.Event()
+    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield controller
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def web_pods(api: Cluster, namespace: str) -> list[Any]:
+    pods = api.core.list_namespaced_pod(namespace, label_selector="app=web").items
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+def ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def gated(pod: Any) -> bool:
+    return PREDEPLOY_GATE in [g.name for g in pod.spec.scheduling_gates or []]
+
+
+def test_production_new_pods_serve_only_after_their_commits_pre_deploy_succeeded(
+    kube_api: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    catalyst_operator: CatalystOperator,
+    gate_policy: None,
+    namespace: str,
+) -> None:
+    repo, url, first = app_server.repo()
+    repo.write("index.html", "second\n")
+    second = repo.commit("second")  # its migrate fails
+    repo.write("index.html", "third\n")
+    third = repo.commit("third")
+    cluster.create_project(namespace, "shop", url, production_templates())
+    placed = cluster.create_environment(
+        namespace, "shop", "pr-9", "deployment", first, catalyst.MODE_PRODUCTION
+    )
+    resolver = plan_for_commit(kube_node.test_image, url, failing={second})
+    with devjobs_controller(kube_api, namespace, resolver):
+        # 1. The first commit: the first pod is gated until migrate succeeded.
+        cluster.wait_phase(placed, catalyst.PHASE_READY)
+        found = conditions(cluster, namespace, placed.name)
+        assert found["Job.app.migrate"]["status"] == "True", found
+        migrate = cluster.batch.list_namespaced_job(
+            placed.target, label_selector="devjobs.dev/job=migrate"
+        ).items
+        (done,) = [j for j in migrate if j.metadata.annotations["devjobs.dev/commit"] == first]
+        (pod,) = web_pods(cluster, placed.target)
+        scheduled = next(c for c in pod.status.conditions if c.type == "PodScheduled")
+        assert pod.metadata.creation_timestamp < done.status.completion_time
+        assert scheduled.last_transition_time >= done.status.completion_time
+        wait_until(
+            "PostDeploy at the first commit",
+            lambda: (
+                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
+                == "True"
+            ),
+            READY_TIMEOUT,
+        )
+        old_pod = pod.metadata.name
+
+        # 2. A new commit and image whose migrate fails: the operator replaces the
+        # Deployment's spec, its new pod stays gated, the previous one keeps serving.
+        new_image = catalyst_operator.import_web_image("devjobs.test/web:2")
+        cluster.custom.patch_namespaced_custom_object(
+            catalyst.GROUP, catalyst.VERSION, namespace, "environments", placed.name,
+            {"spec": {"config": {"image": new_image},
+                      "sources": [{"name": SOURCE, "commitSha": second, "branch": "main"}]}},
+        )  # fmt: skip
+
+        def failed() -> bool:
+            found = conditions(cluster, namespace, placed.name)
+            smoke = found.get("Job.app.smoke", {})
+            return smoke.get("reason") == "PreDeployFailed" and "held" in smoke.get("message", "")
+
+        wait_until("the failed migrate to be reported, a pod held", failed, READY_TIMEOUT)
+        time.sleep(5)  # the gate holds: nothing changes
+        pods = {p.metadata.name: p for p in web_pods(cluster, placed.target)}
+        new = [p for p in pods.values() if p.spec.containers[0].image == new_image]
+        assert len(new) == 1 and gated(new[0]) and new[0].status.phase == "Pending", pods
+        assert not new[0].spec.node_name
+        assert ready(pods[old_pod]) and not gated(pods[old_pod])
+        found = conditions(cluster, namespace, placed.name)
+        assert found["Job.app.migrate"]["status"] == "False"
+        assert found["Job.app.migrate"]["message"].startswith(f"commit {second[:7]}")
+        assert found["PreDeployJobsSucceeded"]["status"] == "False"
+        assert f"held by the scheduling gate {PREDEPLOY_GATE}" in found["Job.app.smoke"]["message"]
+        assert (cluster.environment(placed) or {})["status"]["phase"] == catalyst.PHASE_READY
+
+        # 3. A fixed commit (same image: the Deployment does not change): its migrate
+        # succeeds, the held pod starts and replaces the previous one.
+        set_commit(cluster, placed, third)
+
+        def rolled() -> bool:
+            live = web_pods(cluster, placed.target)
+            return bool(live) and all(
+                p.spec.containers[0].image == new_image and ready(p) for p in live
+            )
+
+        wait_until("the held pod to serve after the fixed commit's migrate", rolled, 120)
+        (served,) = web_pods(cluster, placed.target)
+        assert served.metadata.name == new[0].metadata.name
+        wait_until(
+            "PostDeploy at the fixed commit",
+            lambda: (
+                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
+                == "True"
+            ),
+            READY_TIMEOUT,
+        )
+        found = conditions(cluster, namespace, placed.name)
+        assert found["Job.app.smoke"]["message"].startswith(f"commit {third[:7]}")
