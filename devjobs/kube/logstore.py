@@ -215,14 +215,7 @@ def fetch_log_tails(
     Containers that never started (per the pod's status) have no entry: the API server
     would answer an empty log, not an error."""
     name = pod["metadata"]["name"]
-    spec = pod.get("spec") or {}
-    started = _started_containers(pod)
-    names = [
-        c["name"]
-        for field in ("initContainers", "containers")
-        for c in spec.get(field) or []
-        if c.get("name") in started and (only is None or c.get("name") in only)
-    ]
+    names = _containers_to_read(pod, only)
     lines = max(100, max_bytes // 40)  # server-side cut first; bytes are bounded below
     logs: dict[str, str] = {}
     for container in names:
@@ -254,10 +247,21 @@ def masked_log_tails(
         values = secret_values(kube, namespace, pod)
     except SecretsUnreadable as error:
         note = f"[devjobs: log not kept: {error}; its values could not be masked]\n"
-        started = _started_containers(pod)
-        return {c: note for c in sorted(started) if only is None or c in only}
+        return {container: note for container in _containers_to_read(pod, only)}
     tails = fetch_log_tails(kube, namespace, pod, max_bytes=max_bytes, only=only)
     return {container: mask(text, values) for container, text in tails.items()}
+
+
+def _containers_to_read(pod: Mapping[str, Any], only: Collection[str] | None) -> list[str]:
+    """The pod's (init) containers that started, in pod order, of `only` when given."""
+    spec = pod.get("spec") or {}
+    started = _started_containers(pod)
+    return [
+        c["name"]
+        for field in ("initContainers", "containers")
+        for c in spec.get(field) or []
+        if c.get("name") in started and (only is None or c.get("name") in only)
+    ]
 
 
 def _started_containers(pod: Mapping[str, Any]) -> set[str]:
