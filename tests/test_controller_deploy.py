@@ -173,6 +173,11 @@ def test_the_controller_may_write_only_in_catalyst_environment_namespaces(
             refused = dry_run_create(installed, plain, manifest)
             assert "writes only in Catalyst environment namespaces" in refused, refused
             assert dry_run_create(installed, environment, manifest) == ""
+        # The webhook's replay guard, in the controller's own namespace, is the exception.
+        guard = {**configmap, "metadata": {"name": "devjobs-webhook-deliveries"}}
+        assert dry_run_create(installed, "devjobs-system", guard) == ""
+        other = {**configmap, "metadata": {"name": "anything-else"}}
+        assert "writes only in Catalyst" in dry_run_create(installed, "devjobs-system", other)
         # An administrator (not the controller's identity) is not bound by it.
         path = Path(installed.kubeconfig).parent / "dry-run-admin.yaml"
         path.write_text(yaml.safe_dump(job))
