@@ -35,7 +35,7 @@ from devjobs.controller.observe import GatedPod, Observed
 from devjobs.kube import vocabulary as v
 from devjobs.kube.conditions import is_sha
 from devjobs.kube.jobs import newest
-from devjobs.kube.jobstate import Phase, spec_subset
+from devjobs.kube.jobstate import Phase, runs_as
 from devjobs.resolver.models import Trigger
 
 
@@ -50,13 +50,14 @@ def _names(tag: str, commit: str) -> bool:
 
 
 def runs_inits(pod: GatedPod, wanted: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether the pod runs exactly devjobs' wanted init containers (each as applied; the
-    API server only adds defaults), and no other of devjobs'."""
+    """Whether the pod runs exactly devjobs' wanted init containers, and no other of
+    devjobs'. Compared by what they run (`jobstate.runs_as`): admission adds the
+    service-account token's volume mount to every container of a pod."""
     have = {name: json.loads(text) for name, text in pod.init_containers}
     ours = {name for name in have if name.startswith(v.INIT_PREFIX)}
     if ours != {str(c.get("name")) for c in wanted}:
         return False
-    return all(spec_subset(c, have[str(c.get("name"))]) for c in wanted)
+    return all(runs_as(c, have[str(c.get("name"))]) for c in wanted)
 
 
 def blocked_commits(observed: Observed) -> set[str]:

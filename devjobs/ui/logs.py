@@ -23,6 +23,8 @@ from devjobs.kube.masking import SecretsUnreadable, mask, secret_values
 from devjobs.ui.cluster import Kube, KubeError, log
 
 MAX_LINES = 20_000
+OPEN_ATTEMPTS = 8
+"""How often a container's log stream is opened before its error is shown."""
 KEEP_SECONDS = 30.0
 _END = None
 
@@ -69,15 +71,23 @@ class LogHub:
         namespace, pod, container = key
         try:
             values = self._secret_values(namespace, pod)
-            for raw in self.kube.log_lines(namespace, pod, container, follow=True):
-                line = mask(raw, values)
-                with self._lock:
-                    if len(topic.lines) >= MAX_LINES:
-                        del topic.lines[: MAX_LINES // 10]
-                    topic.lines.append(line)
-                    followers = list(topic.followers)
-                for loop, queue in followers:
-                    _push(loop, queue, line)
+            seen = 0
+            for attempt in range(OPEN_ATTEMPTS):
+                try:
+                    for count, raw in enumerate(
+                        self.kube.log_lines(namespace, pod, container, follow=True), 1
+                    ):
+                        if count <= seen:
+                            continue  # re-opened: these were shown already
+                        seen = count
+                        self._append(topic, mask(raw, values))
+                    break
+                except KubeError as error:
+                    # A container that has just started may have no log file yet (the
+                    # kubelet says so); try again shortly. A pod that is gone ends it.
+                    if error.status == 404 or attempt == OPEN_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.3 * (attempt + 1))
         except SecretsUnreadable as error:
             topic.error = f"log not shown: {error}; its values could not be masked"
         except KubeError as error:
@@ -92,6 +102,15 @@ class LogHub:
             followers = list(topic.followers)
         for loop, queue in followers:
             _push(loop, queue, _END)
+
+    def _append(self, topic: _Topic, line: str) -> None:
+        with self._lock:
+            if len(topic.lines) >= MAX_LINES:
+                del topic.lines[: MAX_LINES // 10]
+            topic.lines.append(line)
+            followers = list(topic.followers)
+        for loop, queue in followers:
+            _push(loop, queue, line)
 
     def _secret_values(self, namespace: str, pod: str) -> list[str]:
         """The values the pod received from Secrets (masked in every line shown)."""
