@@ -167,6 +167,15 @@ def template_type(project: Mapping[str, Any] | None, environment_type: str) -> s
     return kind if isinstance(kind, str) else None
 
 
+def installation_id(project: Mapping[str, Any] | None) -> int | None:
+    """`spec.githubInstallationId` of a Project (a string in Catalyst's CRD) as a
+    positive int: the GitHub App installation that posts its check runs."""
+    spec = (project or {}).get("spec")
+    value = spec.get("githubInstallationId") if isinstance(spec, Mapping) else None
+    text = str(value).strip() if isinstance(value, (str, int)) else ""
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 WORKLOAD_DEPLOYMENT = "web"
 """The Deployment (and Service, Ingress) the operator creates in every mode that has one."""
 WORKLOAD_POD_LABEL = ("app", "web")

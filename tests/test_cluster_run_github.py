@@ -143,3 +143,58 @@ def test_an_init_container_job_gets_pending_then_its_result_at_predeploy(
     assert fake.violations == []
     states = [s["state"] for s in fake.statuses if s["context"] == "devjobs/app/migrate"]
     assert states == ["pending", "success"], fake.statuses
+
+
+APP_ID = 31337
+INSTALLATION = 4242
+
+
+@pytest.mark.tier2
+def test_with_a_github_app_each_job_is_a_check_run_and_no_status_is_posted(
+    kube_api: Any, kube_client: Any, catalyst_crds: list[str], namespace: str, tmp_path: Path,
+    kube_node: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The controller's App variables and the Project's githubInstallationId: check runs
+    `queued`, `in_progress`, `completed` instead of commit statuses (a token is set too:
+    the App wins), the failing one's text carrying the log tail the run kept."""
+    create_environment(Kube(kube_client), "pr-11", namespace, sources={"app": SHA})
+    source = tmp_path / "app"
+    config = {
+        "image": kube_node.test_image,
+        "tasks": {"pass": "sleep 3; echo fine", "fail": "sleep 3; echo broken-7f3a; exit 2"},
+    }
+    write_devcontainer(source, config)
+    body = project({"app": "https://github.com/org/app.git"})
+    body["spec"]["githubInstallationId"] = str(INSTALLATION)
+    project_file = write_project(tmp_path / "project.yaml", body)
+    with fake_github(TOKEN, app_id=APP_ID, installations={INSTALLATION: {"org/app"}}) as fake:
+        key = tmp_path / "private-key.pem"
+        key.write_bytes(fake.app_private_key_pem)
+        monkeypatch.setenv("DEVJOBS_GITHUB_APP_ID", str(APP_ID))
+        monkeypatch.setenv("DEVJOBS_GITHUB_APP_KEY_FILE", str(key))
+        monkeypatch.setenv("DEVJOBS_GITHUB_TOKEN", TOKEN)
+        template = "https://ci.example/{repo}/commit/{sha}/{source}/{job}"
+        code = main(
+            ["run", str(project_file), "--source", f"app={source}",
+             "--environment", f"{namespace}/pr-11", "--kubeconfig", str(kube_api.kubeconfig),
+             "--workspace", "empty", "--no-logs", "--github-api-url", fake.url,
+             "--target-url", template, "pass", "fail"]
+        )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1, captured.out + captured.err  # `fail` failed
+    assert "warning" not in captured.err, captured.err
+    assert fake.violations == []
+    assert fake.statuses == []
+    assert fake.issued == [INSTALLATION]  # one installation token, cached for the run
+    runs = {r["name"]: r for r in fake.check_runs.values()}
+    assert sorted(runs) == ["devjobs/app/fail", "devjobs/app/pass"]
+    for job, conclusion in (("pass", "success"), ("fail", "failure")):
+        run = runs[f"devjobs/app/{job}"]
+        sent = [r["body"].get("status") for r in fake.check_run_requests if r["id"] == run["id"]]
+        assert sent == ["queued", "in_progress", "completed"], fake.check_run_requests
+        assert (run["repo"], run["head_sha"], run["conclusion"]) == ("org/app", SHA, conclusion)
+        assert run["details_url"] == f"https://ci.example/org/app/commit/{SHA}/app/{job}"
+    failed = runs["devjobs/app/fail"]
+    assert "exit code 2" in failed["output"]["title"]
+    assert "broken-7f3a" in failed["output"]["text"]  # the log tail the run kept
+    assert "fine" in runs["devjobs/app/pass"]["output"]["text"]

@@ -57,7 +57,9 @@ def add_render_arguments(parser: Any, *, selection: bool = True) -> None:
     parser.add_argument(
         "--github-installation-id",
         metavar="ID",
-        help="clone with Catalyst's credential helper (catalyst-git-scripts ConfigMap)",
+        help="clone with Catalyst's credential helper (catalyst-git-scripts ConfigMap); for "
+        "`devjobs run` with a GitHub App, also the installation that posts check runs "
+        "(default there: the Project's githubInstallationId)",
     )
     parser.add_argument(
         "--workspace",

@@ -136,13 +136,15 @@ def add_cluster_arguments(parser: Any, *, selection: bool = True) -> None:
         default="https://api.github.com",
         metavar="URL",
         help="GitHub API for commit statuses (posted when $DEVJOBS_GITHUB_TOKEN or "
-        "$GITHUB_TOKEN is set; default: https://api.github.com)",
+        "$GITHUB_TOKEN is set) or, with a GitHub App ($DEVJOBS_GITHUB_APP_ID and "
+        "$DEVJOBS_GITHUB_APP_KEY_FILE), check runs (default: https://api.github.com)",
     )
     parser.add_argument(
         "--target-url",
         metavar="TEMPLATE",
-        help="the commit statuses' link, with {repo} (owner/name), {owner}, {name}, {sha}, "
-        "{context} (devjobs/SOURCE/JOB), {source} and {job} filled in (URL-quoted), e.g. "
+        help="the commit statuses' (or check runs') link, with {repo} (owner/name), {owner}, "
+        "{name}, {sha}, {context} (devjobs/SOURCE/JOB), {source} and {job} filled in "
+        "(URL-quoted), e.g. "
         "https://ci.example/{repo}/commit/{sha}/{job}",
     )
     from devjobs.cli.render import add_render_arguments
@@ -178,6 +180,7 @@ def cluster_request(args: argparse.Namespace) -> Any:
         os.environ, RUN_TOKEN_VARIABLES,
         api_url=args.github_api_url or "https://api.github.com", target_url=args.target_url,
     )  # fmt: skip
+    github_app = _github_app(args)
     namespace, name = envmod.parse_ref(str(args.environment))
     return ClusterRun(
         namespace=namespace,
@@ -188,6 +191,42 @@ def cluster_request(args: argparse.Namespace) -> Any:
         logs=not args.no_logs,
         detach=args.detach,
         github=github,
+        github_app=github_app,
+    )
+
+
+def _github_app(args: argparse.Namespace) -> Any:
+    """A `GitHubAppRun` when `$DEVJOBS_GITHUB_APP_ID` is set (the controller's variables:
+    the key from `$DEVJOBS_GITHUB_APP_KEY_FILE`), else None. The installation is
+    `--github-installation-id` when given, else the Project's."""
+    import os
+
+    from devjobs.cli.controller import APP_ID_VARIABLE, APP_KEY_VARIABLE
+    from devjobs.github.app import GitHubApp
+    from devjobs.github.statuses import check_target_url
+    from devjobs.runner.cluster.report import GitHubAppRun
+
+    app_id = os.environ.get(APP_ID_VARIABLE, "").strip()
+    key_file = os.environ.get(APP_KEY_VARIABLE, "").strip()
+    if not app_id:
+        return None
+    if not key_file:
+        raise DevjobsError(
+            APP_ID_VARIABLE, f"a GitHub App needs its key too: set {APP_KEY_VARIABLE}"
+        )
+    installation = str(args.github_installation_id or "").strip()
+    if installation and (not installation.isdigit() or int(installation) <= 0):
+        raise DevjobsError(
+            "--github-installation-id", f"{installation!r} is not a positive integer"
+        )
+    if args.target_url:
+        check_target_url(args.target_url)
+    api_url = args.github_api_url or "https://api.github.com"
+    return GitHubAppRun(
+        GitHubApp.from_key_file(app_id, key_file, api_url=api_url),
+        api_url=api_url,
+        installation_id=int(installation) if installation else None,
+        target_url=args.target_url,
     )
 
 

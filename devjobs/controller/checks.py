@@ -33,6 +33,7 @@ from devjobs.controller.actions import Action, PostCheckRun
 from devjobs.controller.observe import Observed
 from devjobs.errors import DevjobsError
 from devjobs.github.checks import JobReport, check_run_name, status_and_conclusion
+from devjobs.github.reports import job_report
 from devjobs.github.statuses import github_repo
 from devjobs.kube.jobs import JobObs, at_commit, newest
 from devjobs.kube.jobstate import JobState, Phase, declared_state
@@ -115,25 +116,6 @@ def details_url(
         return None
 
 
-def report_of(state: JobState, commit: str, log_tail: str = "") -> JobReport | None:
-    """The check-run input for `state` at `commit`; None when `commit` is not a full SHA."""
-    try:
-        return JobReport(
-            source=state.source,
-            job=state.job,
-            commit=commit,
-            phase=state.phase.value,
-            reason=state.reason,
-            exit_code=state.exit_code,
-            started=state.started,
-            finished=state.finished,
-            message=state.message,
-            log_tail=log_tail if state.phase.finished else "",
-        )
-    except DevjobsError:
-        return None
-
-
 def _needs_post(wanted: str, recorded: Record | None) -> bool:
     if recorded is None:
         return True
@@ -172,7 +154,7 @@ def check_run_actions(
         workload: str | None = None,
     ) -> None:
         repo = repos.get(state.source)
-        report = report_of(state, commit, log_tail)
+        report = job_report(state, commit, log_tail)
         if repo is None or report is None:
             return
         wanted = wanted_status(report)

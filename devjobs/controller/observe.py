@@ -171,13 +171,6 @@ def expected_builds(project: Mapping[str, Any] | None, env_type: str) -> tuple[s
     return tuple(n for n in names if isinstance(n, str) and n)
 
 
-def installation_id(project: Mapping[str, Any] | None) -> int | None:
-    """`spec.githubInstallationId` (a string in Catalyst's CRD) as a positive int."""
-    value = _map(_map(project).get("spec")).get("githubInstallationId")
-    text = str(value).strip() if isinstance(value, (str, int)) else ""
-    return int(text) if text.isdigit() and int(text) > 0 else None
-
-
 def build_obs(job: Mapping[str, Any]) -> BuildObs:
     meta = _map(job.get("metadata"))
     conds = {
@@ -328,7 +321,7 @@ def observe(
         runtime=runtime_context(
             deployment, env.main_container(catalyst.template_type(project, env.type)), env.url
         ),
-        installation_id=installation_id(project),
+        installation_id=catalyst.installation_id(project),
         gated_pods=tuple(
             gated
             for p in gated_pods

@@ -10,6 +10,8 @@ Public API:
     description_for(state) -> str                      <= 140 characters
     post_job_status(statuses, repository_url, state) -> bool
                                  the whole step for one job; False when not applicable
+    fill_target_url(template, repo, sha, context) -> str    `--target-url` filled in
+    check_target_url(template)               DevjobsError for a field it does not fill
 
 Implements the documented endpoint `POST /repos/{owner}/{repo}/statuses/{sha}` (201 on
 success) through `devjobs.github.http`, which retries 5xx and transport errors with
@@ -143,22 +145,7 @@ class GitHubStatuses:
         """The template filled in (values URL-quoted), or None without a template."""
         if self._template is None:
             return None
-        owner, _, name = repo.partition("/")
-        parts = context.split("/")
-        source, job = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
-        values = {
-            "repo": repo,
-            "owner": owner,
-            "name": name,
-            "sha": sha,
-            "context": context,
-            "source": source,
-            "job": job,
-        }
-        quoted = {
-            k: urllib.parse.quote(v, safe="/" if k == "repo" else "") for k, v in values.items()
-        }
-        return self._template.format_map(quoted)
+        return fill_target_url(self._template, repo, sha, context)
 
     def set_status(
         self,
@@ -208,6 +195,31 @@ def _hint(status: int) -> str:
     if status == 422:
         return " (the commit does not exist in the repository, or the status is invalid)"
     return ""
+
+
+def fill_target_url(template: str, repo: str, sha: str, context: str) -> str:
+    """`--target-url`'s template (checked by `check_target_url`) filled in for one job,
+    every value URL-quoted (`repo` keeps its `/`): commit statuses' `target_url`, and
+    the `details_url` of `devjobs run`'s check runs."""
+    owner, _, name = repo.partition("/")
+    parts = context.split("/")
+    source, job = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+    values = {
+        "repo": repo,
+        "owner": owner,
+        "name": name,
+        "sha": sha,
+        "context": context,
+        "source": source,
+        "job": job,
+    }
+    quoted = {k: urllib.parse.quote(v, safe="/" if k == "repo" else "") for k, v in values.items()}
+    return template.format_map(quoted)
+
+
+def check_target_url(template: str) -> None:
+    """Raise DevjobsError when `template` names a field `fill_target_url` does not fill."""
+    _check_template(template)
 
 
 def _check_template(template: str) -> None:

@@ -11,17 +11,31 @@ and the two aggregates are written.
 A reporting failure (RBAC on the status subresource, say) does not stop the run: it is
 said once on stderr and makes the run exit non-zero, since users look there for results.
 GitHub commit statuses (`CommitStatuses`) are a courtesy on top: a failure to post one is
-a warning and changes nothing else.
+a warning and changes nothing else. With a GitHub App (`GitHubAppRun`) and an
+installation (`--github-installation-id`, else the Project's `githubInstallationId`),
+each job is a check run instead (`CheckRunReports`, the same interface and rules): the
+payloads are `github.checks`', as the controller's, from `github.reports.job_report`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
 
+from devjobs.catalyst import installation_id
 from devjobs.errors import DevjobsError
-from devjobs.github.statuses import GitHubStatuses, post_job_status
+from devjobs.github.app import GitHubApp
+from devjobs.github.checks import (
+    CheckRuns,
+    check_run_name,
+    check_run_requests,
+    status_and_conclusion,
+)
+from devjobs.github.reports import job_report
+from devjobs.github.statuses import GitHubStatuses, fill_target_url, github_repo, post_job_status
 from devjobs.kube.client import Kube, KubeError
 from devjobs.kube.conditions import (
     AGGREGATE_TYPE,
@@ -39,7 +53,9 @@ from devjobs.kube.podspec import revisions
 from devjobs.kube.status import write_conditions
 from devjobs.kube.vocabulary import JOB_NAME_LABEL
 from devjobs.resolver.environment import Environment
+from devjobs.resolver.files import repository_files
 from devjobs.resolver.models import JobPlan, Trigger
+from devjobs.resolver.project import read_resources
 
 
 @dataclass
@@ -132,6 +148,10 @@ class Reporter:
         aggregates = [c for c in everything if c["type"] in (AGGREGATE_TYPE, PRE_DEPLOY_GATE)]
         return [*written, *aggregates]
 
+    def log_tail(self, name: str) -> str:
+        """The masked log tail kept for the state `name` (its main container's), or ""."""
+        return _main_tail(self._tails.get(name, {}))
+
     def _save_logs(self, job_name: str, state: JobState) -> dict[str, str]:
         path = f"/api/v1/namespaces/{self.environment.jobs_namespace}/pods"
         try:
@@ -213,3 +233,143 @@ class CommitStatuses:
                     f"devjobs: warning: commit status of {state.key} not posted: {error}\n"
                 )
                 self.err.flush()
+
+
+class JobReports(Protocol):
+    """What `run_on_cluster` tells GitHub: a job's Job was created, states changed."""
+
+    def created(self, state: JobState) -> None: ...
+
+    def changed(self, states: Mapping[str, JobState]) -> None: ...
+
+
+@dataclass(frozen=True)
+class GitHubAppRun:
+    """`devjobs run`'s GitHub App (`$DEVJOBS_GITHUB_APP_ID`, `$DEVJOBS_GITHUB_APP_KEY_FILE`)."""
+
+    app: GitHubApp
+    api_url: str = "https://api.github.com"
+    installation_id: int | None = None
+    """`--github-installation-id`; None: the Project's `spec.githubInstallationId`."""
+    target_url: str | None = None
+    """`--target-url`: each check run's `details_url`."""
+
+
+_RANK = {"queued": 0, "in_progress": 1, "completed": 2}
+
+
+@dataclass
+class CheckRunReports:
+    """GitHub check runs `devjobs/<source>/<job>` for `devjobs run`, as one installation
+    of the App: `queued` when a job's Job is created, `in_progress` once its pod runs,
+    `completed` with its conclusion, the summary and, as text, the masked log tail the
+    `Reporter` kept (`log_tail`: state name -> that tail). A status is never followed
+    by an earlier one; a GitHub failure is a warning on `err` (once per job), never a
+    job failure. Annotations name files of the commit from the resolver's git cache
+    (`repo_files`); a source run from a local directory has none there."""
+
+    client: CheckRuns
+    repositories: Mapping[str, str | None]
+    """Source name -> its repositoryUrl (only GitHub ones get check runs)."""
+    err: TextIO
+    log_tail: Callable[[str], str] = lambda name: ""
+    target_url: str | None = None
+    workspaces: Mapping[str, str] = field(default_factory=dict)
+    """Job key -> its workingDir (log paths under it name repository files)."""
+    repo_files: Callable[[str, str], frozenset[str]] = lambda url, commit: frozenset()
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _runs: dict[str, tuple[int | None, str]] = field(default_factory=dict)
+    """Job key -> (check run id, `<status>[:<conclusion>]` last posted): a run has one
+    Job (or init container) per job, named by its Job or by `init_state_name`."""
+    _warned: set[str] = field(default_factory=set)
+
+    def created(self, state: JobState) -> None:
+        self._post(state.job_name or "", state)
+
+    def changed(self, states: Mapping[str, JobState]) -> None:
+        for name, state in states.items():
+            self._post(name, state)
+
+    def _post(self, name: str, state: JobState) -> None:
+        url = self.repositories.get(state.source)
+        repo = github_repo(url) if url else None
+        if repo is None or not state.commit:
+            return
+        tail = self.log_tail(name) if state.phase.finished else ""
+        report = job_report(state, state.commit, tail)
+        if report is None:
+            return
+        status, conclusion = status_and_conclusion(report)
+        wanted = f"{status}:{conclusion}" if conclusion else status
+        run_id, posted = self._runs.get(state.key, (None, ""))
+        if posted and _RANK[status] <= _RANK[posted.partition(":")[0]]:
+            return  # posted already, or an earlier status (a retried pod is Pending again)
+        failed = report.phase == "Failed"
+        files = self.repo_files(url, state.commit) if url and failed else frozenset()
+        link = self._details_url(repo, state.commit, check_run_name(state.source, state.job))
+        try:
+            bodies = check_run_requests(
+                report, repo_files=files, details_url=link,
+                workspace=self.workspaces.get(state.key), now=self.now(),
+            )  # fmt: skip
+
+            def made(new_id: int) -> None:
+                self._runs[state.key] = (new_id, "queued")
+
+            run_id = self.client.publish(repo, bodies, check_run_id=run_id, on_created=made)
+        except DevjobsError as error:
+            if state.key not in self._warned:
+                self._warned.add(state.key)
+                self.err.write(f"devjobs: warning: check run of {state.key} not posted: {error}\n")
+                self.err.flush()
+            return
+        self._runs[state.key] = (run_id, wanted)
+
+    def _details_url(self, repo: str, sha: str, context: str) -> str | None:
+        return fill_target_url(self.target_url, repo, sha, context) if self.target_url else None
+
+
+def job_reports(
+    statuses: GitHubStatuses | None,
+    app: GitHubAppRun | None,
+    plan: JobPlan,
+    reporter: Reporter,
+    err: TextIO,
+    *,
+    project_file: Path | None = None,
+    cache_dir: Path | None = None,
+) -> JobReports | None:
+    """Check runs with an App and an installation (`app.installation_id`, else the
+    Project file's `githubInstallationId`), else commit statuses with a token, else
+    nothing."""
+    repositories = {s.name: s.repository_url for s in plan.sources}
+    installation = None
+    if app is not None:
+        installation = app.installation_id or _project_installation(project_file)
+        if installation is None:
+            instead = "commit statuses instead" if statuses is not None else "nothing is posted"
+            err.write(
+                "devjobs: warning: a GitHub App is configured but no installation id is "
+                "known (--github-installation-id, or the Project's githubInstallationId): "
+                f"no check runs, {instead}\n"
+            )
+            err.flush()
+    if app is not None and installation is not None:
+        client = CheckRuns(
+            app.app.installation(installation), api_url=app.api_url, max_retries=2, max_wait=10.0
+        )
+        return CheckRunReports(
+            client, repositories, err, log_tail=reporter.log_tail, target_url=app.target_url,
+            workspaces={j.key: j.working_dir for j in plan.jobs},
+            repo_files=lambda url, commit: repository_files(url, commit, cache_dir),
+        )  # fmt: skip
+    if statuses is not None:
+        return CommitStatuses(statuses, repositories, err=err)
+    return None
+
+
+def _project_installation(project_file: Path | None) -> int | None:
+    if project_file is None:
+        return None
+    project = read_resources(project_file, None).project
+    return installation_id(project.document.value) if project is not None else None

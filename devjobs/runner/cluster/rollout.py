@@ -24,7 +24,7 @@ from devjobs.kube.jobstate import (
 from devjobs.kube.reflector import Reflector
 
 if TYPE_CHECKING:
-    from devjobs.runner.cluster.report import CommitStatuses, Reporter
+    from devjobs.runner.cluster.report import JobReports, Reporter
 
 ROLLOUT_TIMEOUT_SECONDS = 600.0
 INIT_STATE_PREFIX = "init:"
@@ -48,7 +48,7 @@ def follow_init_jobs(
     deployment: Mapping[str, Any],
     jobs: Sequence[InitJob],
     reporter: Reporter,
-    statuses: CommitStatuses | None,
+    statuses: JobReports | None,
     job_states: Mapping[str, JobState],
     out: TextIO,
     timeout: float = ROLLOUT_TIMEOUT_SECONDS,

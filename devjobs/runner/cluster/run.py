@@ -8,7 +8,8 @@ applied again: it is followed, and its result reported (`rerun` starts a new att
 
 With a GitHub client each job of a source whose repositoryUrl is on github.com gets a
 commit status `devjobs/<source>/<job>` on the commit it ran: `pending` when its Job is
-created, `success`/`failure`/`error` when it ends.
+created, `success`/`failure`/`error` when it ends; with a GitHub App, a check run of that
+name instead (`queued`, `in_progress`, `completed` with the log tail).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import Trigger
 from devjobs.resolver.plan import PlanRequest, resolve
 from devjobs.runner.cluster.follow import Follower, Target
-from devjobs.runner.cluster.report import CommitStatuses, Reporter
+from devjobs.runner.cluster.report import GitHubAppRun, JobReports, Reporter, job_reports
 from devjobs.runner.cluster.rollout import follow_init_jobs, init_state_name, rollout_pending
 from devjobs.runner.cluster.summary import print_summary
 
@@ -50,6 +51,8 @@ class ClusterRun:
     logs: bool = True
     detach: bool = False
     github: GitHubStatuses | None = None
+    github_app: GitHubAppRun | None = None
+    """With an App: check runs instead of commit statuses (`report.job_reports`)."""
 
 
 def run_on_cluster(request: ClusterRun, kube: Kube, out: TextIO | None = None) -> int:
@@ -113,10 +116,11 @@ def run_on_cluster(request: ClusterRun, kube: Kube, out: TextIO | None = None) -
     if applied_patch is not None and applied_patch["spec"]["template"]["spec"]["initContainers"]:
         inits = init_jobs(plan, environment)
     waiting = {init_state_name(j): rollout_pending(j, patch) for j in inits}
-    statuses = None
-    if request.github is not None:
-        repositories = {s.name: s.repository_url for s in plan.sources}
-        statuses = CommitStatuses(request.github, repositories, err=sys.stderr)
+    statuses = job_reports(
+        request.github, request.github_app, plan, reporter, sys.stderr,
+        project_file=request.plan.project_file, cache_dir=request.plan.cache_dir,
+    )  # fmt: skip
+    if statuses is not None:
         for job in new_jobs:
             statuses.created(created_state(job))
         for state in waiting.values():
@@ -234,7 +238,7 @@ def follow_jobs(
     *,
     reporter: Reporter,
     logs: bool = True,
-    statuses: CommitStatuses | None = None,
+    statuses: JobReports | None = None,
     also: Mapping[str, JobState] | None = None,
 ) -> dict[str, JobState]:
     """Follow the Jobs to their end, reporting each change; `also` are states reported
