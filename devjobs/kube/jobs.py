@@ -106,15 +106,22 @@ def job_obs(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObs
     )
 
 
-def jobs_with_pods(
-    jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
-) -> list[JobObs]:
-    """`job_obs` of each Job, with the pods the Job controller labelled as its own."""
+def pods_by_job(pods: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Job name -> the pods the Job controller labelled as its own (one pass, however
+    many Jobs look theirs up)."""
     by_job: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
         owner = _map(_map(pod.get("metadata")).get("labels")).get(v.JOB_NAME_LABEL)
         if isinstance(owner, str):
             by_job.setdefault(owner, []).append(pod)
+    return by_job
+
+
+def jobs_with_pods(
+    jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+) -> list[JobObs]:
+    """`job_obs` of each Job, with its pods."""
+    by_job = pods_by_job(pods)
     return [job_obs(j, by_job.get(str(_map(j.get("metadata")).get("name")), [])) for j in jobs]
 
 

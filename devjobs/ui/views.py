@@ -16,13 +16,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from devjobs.kube.jobs import pods_by_job
 from devjobs.ui.cluster import (
     AGGREGATE_TYPE,
     ANNOTATION_COMMIT,
     ANNOTATION_CONTAINERS,
     ANNOTATION_JOB_KEY,
     CLONE_CONTAINER,
-    JOB_NAME_LABEL,
     LABEL_TRIGGER,
     LOG_KEY_SUFFIX,
     SETUP_PREFIX,
@@ -121,9 +121,12 @@ def _created(obj: Mapping[str, Any]) -> tuple[str, str]:
     return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
 
 
-def pods_of(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    name = _meta(job).get("name")
-    return [p for p in pods if _map(_meta(p).get("labels")).get(JOB_NAME_LABEL) == name]
+def pods_of(
+    job: Mapping[str, Any], pods: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> list[Mapping[str, Any]]:
+    """The Job's pods, from `kube.jobs.pods_by_job` (indexed once per snapshot: a page
+    of 500 Jobs would otherwise scan every pod for every Job)."""
+    return list(pods.get(str(_meta(job).get("name") or ""), []))
 
 
 def _run(job: Mapping[str, Any], state: JobState, now: datetime) -> dict[str, Any]:
@@ -152,6 +155,7 @@ def job_rows(snapshot: Snapshot, now: datetime) -> list[dict[str, Any]]:
     env = snapshot.environment
     commits = current_commits(env)
     conditions = job_conditions(env)
+    pods = pods_by_job(snapshot.pods)
     by_key: dict[str, list[Mapping[str, Any]]] = {}
     for job in snapshot.jobs:
         key = _map(_meta(job).get("annotations")).get(ANNOTATION_JOB_KEY)
@@ -190,7 +194,7 @@ def job_rows(snapshot: Snapshot, now: datetime) -> list[dict[str, Any]]:
         }
         if current:
             latest = current[0]
-            state = job_state(latest, pods_of(latest, snapshot.pods))
+            state = job_state(latest, pods_of(latest, pods))
             row.update(_run(latest, state, now))
             row["trigger"] = trigger or row["trigger"]
             row["commit"] = commit or row["commit"]
@@ -209,9 +213,7 @@ def job_rows(snapshot: Snapshot, now: datetime) -> list[dict[str, Any]]:
         row["runLabel"] = "Run" if row["manual"] and not current else "Rerun"
         if not row["manual"] and row["state"] not in ("Succeeded", "Failed", "Cancelled"):
             row["runnable"] = False
-        row["earlierRuns"] = [
-            _run(j, job_state(j, pods_of(j, snapshot.pods)), now) for j in earlier
-        ]
+        row["earlierRuns"] = [_run(j, job_state(j, pods_of(j, pods)), now) for j in earlier]
         rows.append(row)
     return rows
 
@@ -356,7 +358,7 @@ def job_detail(
     detail["logSource"] = "none"
     detail["retained"] = []
     if chosen is not None:
-        pods = sorted(pods_of(chosen, snapshot.pods), key=_created)
+        pods = sorted(pods_of(chosen, pods_by_job(snapshot.pods)), key=_created)
         live = [p for p in pods if not _meta(p).get("deletionTimestamp")] or pods
         pod = live[-1] if live else None
         detail.update(_run(chosen, job_state(chosen, pods), now))
