@@ -11,6 +11,7 @@ test node's image without a clone.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from devjobs.kube.client import Kube, connect
 from devjobs.kube.podspec import RenderOptions
 from devjobs.resolver.models import JobPlan, Trigger
 from tests.catalyst import job_config, job_plan
+from tests.cluster import crds
 from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     READY_TIMEOUT,
     AppServer,
@@ -34,6 +36,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     cluster,
     place_development,
     place_production,
+    production_templates,
     wait_until,
 )
 
@@ -195,3 +198,76 @@ def test_a_migrate_job_gets_catalyst_secrets_and_what_it_prints_of_them_is_maske
         message = conditions(cluster, namespace, placed.name)["Job.app.migrate"]["message"]
         assert password not in kept and password not in message
         assert "db password is ***" in message
+
+
+def test_the_projects_own_jobs_in_the_team_namespace_are_resolved_and_run(
+    kube_api: Any,
+    kube_client: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """No plan given: the controller reads the Project where the operator does (the team's
+    namespace), fetches the source's devcontainer files from its repository at the
+    Environment's commit, and runs the Project's jobs (the jobs-aware Project CRD)."""
+    # Installed again: Catalyst's own Project CRD (the operator's fixture installs it)
+    # prunes `jobs`, and either may have been installed last in this session.
+    crds.install(kube_client, crds.project_crd_files())
+    repo, url, _ = app_server.repo()
+    repo.write(".devcontainer/devcontainer.json", json.dumps({"image": kube_node.test_image}))
+    sha = repo.commit("devcontainer")
+    templates = production_templates()
+    cluster.create_project(namespace, "shop", url, templates)
+    jobs = [
+        {
+            "name": "check",
+            "trigger": "PostBuild",
+            "command": ["sh", "-c", "echo from the project"],
+            "image": kube_node.test_image,
+        },
+        {
+            "name": "smoke",
+            "trigger": "PostDeploy",
+            "command": ["sh", "-c", "echo smoke ok"],
+            "image": kube_node.test_image,
+        },
+    ]
+    cluster.custom.patch_namespaced_custom_object(
+        catalyst.GROUP, catalyst.VERSION, namespace, "projects", "shop",
+        {"spec": {"sources": [{"name": "app", "repositoryUrl": url, "branch": "main",
+                               "jobs": jobs}]}},
+    )  # fmt: skip
+    placed = cluster.create_environment(
+        namespace, "shop", "pr-9", "deployment", sha, catalyst.MODE_PRODUCTION
+    )
+    config = Config(
+        namespaces=(namespace,),
+        project_namespace=None,
+        settings=Settings(render=RenderOptions(workspace="empty")),
+        cache_dir=tmp_path / "cache",
+    )
+    controller = Controller(connect(Path(kube_api.kubeconfig)), config)
+    stop = threading.Event()
+    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        cluster.wait_phase(placed, catalyst.PHASE_READY)
+
+        def done() -> bool:
+            found = conditions(cluster, namespace, placed.name)
+            return found.get("JobsSucceeded", {}).get("status") == "True"
+
+        try:
+            wait_until("the Project's jobs to succeed", done, READY_TIMEOUT)
+        except AssertionError as error:
+            found = conditions(cluster, namespace, placed.name)
+            raise AssertionError(f"{error}: {found}") from None
+        found = conditions(cluster, namespace, placed.name)
+        assert "from the project" in found["Job.app.check"]["message"]
+        assert "smoke ok" in found["Job.app.smoke"]["message"]
+        assert found["JobsSucceeded"]["message"].startswith(f"commit {sha[:7]}:")
+    finally:
+        stop.set()
+        thread.join(10)
