@@ -36,6 +36,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     Cluster,
     app_server,
     cluster,
+    place_helm,
     production_templates,
     set_commit,
     wait_until,
@@ -235,3 +236,58 @@ def test_production_new_pods_serve_only_after_their_commits_pre_deploy_succeeded
         )
         found = conditions(cluster, namespace, placed.name)
         assert found["Job.app.smoke"]["message"].startswith(f"commit {third[:7]}")
+
+
+def test_helm_the_charts_pods_wait_for_their_commits_pre_deploy_and_a_fix_opens_them(
+    kube_api: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    catalyst_operator: CatalystOperator,
+    gate_policy: None,
+    namespace: str,
+) -> None:
+    """Helm mode: the operator builds, then installs the chart (Ready at once, pods or
+    not); the chart's pod runs the commit's built image, so the gate knows its commit.
+    A failing migrate keeps it from ever being scheduled; the next commit's build and
+    upgrade bring a new pod, opened once that commit's migrate succeeded."""
+    placed = place_helm(cluster, app_server, catalyst_operator, namespace)
+    repo = app_server.repos[-1]
+    repo.write("index.html", "fixed\n")
+    fixed = repo.commit("fixed")
+    catalyst_operator.import_web_image(catalyst.build_image("shop", "web", placed.name, fixed))
+    resolver = plan_for_commit(kube_node.test_image, "git://shop/app", failing={placed.commit})
+    with devjobs_controller(kube_api, namespace, resolver):
+        # 1. The first commit's migrate fails: the chart's pod is never scheduled.
+        def failed() -> bool:
+            found = conditions(cluster, namespace, placed.name)
+            smoke = found.get("Job.app.smoke", {})
+            return smoke.get("reason") == "PreDeployFailed" and "held" in smoke.get("message", "")
+
+        wait_until("the failed migrate to hold the chart's pod", failed, READY_TIMEOUT)
+        time.sleep(5)
+        (pod,) = web_pods(cluster, placed.target)
+        assert gated(pod) and not pod.spec.node_name and pod.status.phase == "Pending"
+        assert pod.spec.containers[0].image.endswith(f":{placed.commit}")
+        assert (cluster.environment(placed) or {})["status"]["phase"] == catalyst.PHASE_READY
+        found = conditions(cluster, namespace, placed.name)
+        assert found["PreDeployJobsSucceeded"]["status"] == "False"
+
+        # 2. The fixed commit: built, upgraded, its migrate succeeds, its pod serves.
+        set_commit(cluster, placed, fixed)
+
+        def serving() -> bool:
+            live = web_pods(cluster, placed.target)
+            return any(p.spec.containers[0].image.endswith(f":{fixed}") and ready(p) for p in live)
+
+        wait_until("the fixed commit's pod to serve", serving, READY_TIMEOUT)
+        wait_until(
+            "PostDeploy at the fixed commit",
+            lambda: (
+                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
+                == "True"
+            ),
+            READY_TIMEOUT,
+        )
+        found = conditions(cluster, namespace, placed.name)
+        assert found["Job.app.smoke"]["message"].startswith(f"commit {fixed[:7]}")
