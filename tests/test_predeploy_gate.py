@@ -36,6 +36,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     Cluster,
     app_server,
     cluster,
+    place_development,
     place_helm,
     production_templates,
     set_commit,
@@ -291,3 +292,48 @@ def test_helm_the_charts_pods_wait_for_their_commits_pre_deploy_and_a_fix_opens_
         )
         found = conditions(cluster, namespace, placed.name)
         assert found["Job.app.smoke"]["message"].startswith(f"commit {fixed[:7]}")
+
+
+def test_development_the_first_pod_waits_for_pre_deploy_and_a_fixed_commit_opens_it(
+    kube_api: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    catalyst_operator: CatalystOperator,
+    gate_policy: None,
+    namespace: str,
+) -> None:
+    """Development mode: the operator creates the Deployment once and never changes it
+    on a new commit, so its one pod names no commit: it waits for the current commit's
+    PreDeploy jobs. A failing migrate keeps the environment from ever serving (the phase
+    stays Provisioning); a fixed commit's migrate opens the same pod."""
+    placed = place_development(cluster, app_server, kube_node, namespace)
+    repo = app_server.repos[-1]
+    repo.write("index.html", "fixed\n")
+    fixed = repo.commit("fixed")
+    resolver = plan_for_commit(kube_node.test_image, "git://shop/app", failing={placed.commit})
+    with devjobs_controller(kube_api, namespace, resolver):
+
+        def failed() -> bool:
+            found = conditions(cluster, namespace, placed.name)
+            smoke = found.get("Job.app.smoke", {})
+            return smoke.get("reason") == "PreDeployFailed" and "held" in smoke.get("message", "")
+
+        wait_until("the failed migrate to hold the app's pod", failed, READY_TIMEOUT)
+        time.sleep(5)
+        (pod,) = web_pods(cluster, placed.target)
+        assert gated(pod) and not pod.spec.node_name
+        assert cluster.phase(placed) != catalyst.PHASE_READY
+
+        set_commit(cluster, placed, fixed)
+        cluster.wait_phase(placed, catalyst.PHASE_READY)
+        (served,) = web_pods(cluster, placed.target)
+        assert served.metadata.name == pod.metadata.name and not gated(served)
+        wait_until(
+            "PostDeploy at the fixed commit",
+            lambda: (
+                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
+                == "True"
+            ),
+            READY_TIMEOUT,
+        )
