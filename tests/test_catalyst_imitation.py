@@ -30,7 +30,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     place_production,
     wait_until,
 )
-from tests.test_devjobs_under_catalyst import conditions, devjobs_controller
+from tests.test_devjobs_under_catalyst import conditions, devjobs_controller, wait_condition
 
 pytestmark = pytest.mark.tier2
 
@@ -74,11 +74,7 @@ def test_the_imitation_and_the_real_operator_give_devjobs_the_same_outcome(
     # The real operator, production mode.
     placed = place_production(cluster, app_server, namespace)
     with devjobs_controller(kube_api, namespace, plan):
-        wait_until(
-            "every job under the real operator",
-            lambda: done(conditions(cluster, namespace, placed.name)),
-            READY_TIMEOUT,
-        )
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
     real = outcome(conditions(cluster, namespace, placed.name))
     real_jobs = made(kube, placed.target)
 

@@ -22,7 +22,7 @@ import pytest
 
 from devjobs import catalyst
 from devjobs.controller.decide import Settings
-from devjobs.controller.main import Config, Controller
+from devjobs.controller.main import Config, Controller, PlanResolver, resolve_plan
 from devjobs.kube.client import Kube, connect
 from devjobs.kube.podspec import RenderOptions
 from devjobs.resolver.models import JobPlan, Trigger
@@ -56,14 +56,31 @@ def the_plan(image: str, url: str) -> JobPlan:
 
 
 @contextmanager
-def devjobs_controller(kube_api: Any, team: str, plan: JobPlan) -> Iterator[Controller]:
+def devjobs_controller(
+    kube_api: Any,
+    team: str,
+    plan: JobPlan | None = None,
+    *,
+    resolver: PlanResolver | None = None,
+    cache_dir: Path | None = None,
+) -> Iterator[Controller]:
+    """devjobs' controller of the team namespace on a thread, given `plan` (or a
+    `resolver`; neither: the controller's own, which resolves the Project); stopped on
+    leaving."""
+    if plan is not None:
+        given = plan
+
+        def resolver(project: Any, env: Any, cache: Path | None) -> JobPlan:
+            return given
+
     config = Config(
         namespaces=(team,),
         project_namespace=None,
         settings=Settings(render=RenderOptions(workspace="empty")),
+        cache_dir=cache_dir,
     )
     controller = Controller(
-        connect(Path(kube_api.kubeconfig)), config, resolver=lambda project, env, cache: plan
+        connect(Path(kube_api.kubeconfig)), config, resolver=resolver or resolve_plan
     )
     stop = threading.Event()
     thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
@@ -82,6 +99,37 @@ def conditions(api: Cluster, team: str, name: str) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in (env.get("status") or {}).get("conditions") or []}
 
 
+def wait_condition(
+    api: Cluster, team: str, name: str, type_: str, status: str = "True"
+) -> dict[str, dict[str, Any]]:
+    """Wait until the Environment's condition `type_` has `status`; returns all of them
+    (a time-out says what they were)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def reached() -> bool:
+        found.update(conditions(api, team, name))
+        return found.get(type_, {}).get("status") == status
+
+    try:
+        wait_until(f"{type_} {status}", reached, READY_TIMEOUT)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {found}") from None
+    return conditions(api, team, name)
+
+
+def wait_message(
+    api: Cluster, team: str, name: str, type_: str, text: str
+) -> dict[str, dict[str, Any]]:
+    """Wait until condition `type_`'s message holds `text` (a finished job's log tail comes
+    in a round after its result); returns all the conditions."""
+
+    def shown() -> bool:
+        return text in conditions(api, team, name).get(type_, {}).get("message", "")
+
+    wait_until(f"{text!r} in {type_}", shown, 60)
+    return conditions(api, team, name)
+
+
 def test_devjobs_runs_every_point_in_the_target_namespace_and_leaves_nothing_behind(
     kube_api: Any,
     kube_client: Any,
@@ -94,13 +142,7 @@ def test_devjobs_runs_every_point_in_the_target_namespace_and_leaves_nothing_beh
     url = f"git://{placed.team}/app"  # only named in the plan: the jobs do not clone
     with devjobs_controller(kube_api, namespace, the_plan(kube_node.test_image, url)) as ctl:
         cluster.wait_phase(placed, catalyst.PHASE_READY)
-
-        def all_succeeded() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            return found.get("JobsSucceeded", {}).get("status") == "True"
-
-        wait_until("every job's condition True", all_succeeded, READY_TIMEOUT)
-        found = conditions(cluster, namespace, placed.name)
+        found = wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         for job in ("check", "migrate", "smoke"):
             assert found[f"Job.app.{job}"]["status"] == "True", found
         assert found["PreDeployJobsSucceeded"]["status"] == "True"
@@ -117,12 +159,12 @@ def test_devjobs_runs_every_point_in_the_target_namespace_and_leaves_nothing_beh
             annotations = job["metadata"]["annotations"]
             assert annotations["devjobs.dev/environment-namespace"] == namespace
         assert kube.list(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"] == []
+        wait_message(cluster, namespace, placed.name, "Job.app.smoke", "smoke ok")
         records = kube.list(
             f"/api/v1/namespaces/{placed.target}/configmaps",
             "devjobs.dev/component=log-tail",
         )["items"]
         assert len(records) == 3
-        assert "smoke ok" in found["Job.app.smoke"]["message"]
 
         # The operator deletes the target namespace with the Environment; devjobs has
         # nothing left anywhere and does not keep failing over what is gone.
@@ -170,12 +212,7 @@ def test_a_migrate_job_gets_catalyst_secrets_and_what_it_prints_of_them_is_maske
     kube.request("POST", f"/api/v1/namespaces/{placed.target}/secrets", body=secret)
     with devjobs_controller(kube_api, namespace, plan):
         cluster.wait_phase(placed, catalyst.PHASE_READY)
-
-        def migrated() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            return found.get("Job.app.migrate", {}).get("status") == "True"
-
-        wait_until("the migrate job to succeed", migrated, READY_TIMEOUT)
+        wait_condition(cluster, namespace, placed.name, "Job.app.migrate")
         (job,) = [
             j
             for j in kube.list(f"/apis/batch/v1/namespaces/{placed.target}/jobs")["items"]
@@ -242,32 +279,9 @@ def test_the_projects_own_jobs_in_the_team_namespace_are_resolved_and_run(
     placed = cluster.create_environment(
         namespace, "shop", "pr-9", "deployment", sha, catalyst.MODE_PRODUCTION
     )
-    config = Config(
-        namespaces=(namespace,),
-        project_namespace=None,
-        settings=Settings(render=RenderOptions(workspace="empty")),
-        cache_dir=tmp_path / "cache",
-    )
-    controller = Controller(connect(Path(kube_api.kubeconfig)), config)
-    stop = threading.Event()
-    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with devjobs_controller(kube_api, namespace, cache_dir=tmp_path / "cache"):
         cluster.wait_phase(placed, catalyst.PHASE_READY)
-
-        def done() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            return found.get("JobsSucceeded", {}).get("status") == "True"
-
-        try:
-            wait_until("the Project's jobs to succeed", done, READY_TIMEOUT)
-        except AssertionError as error:
-            found = conditions(cluster, namespace, placed.name)
-            raise AssertionError(f"{error}: {found}") from None
-        found = conditions(cluster, namespace, placed.name)
-        assert "from the project" in found["Job.app.check"]["message"]
-        assert "smoke ok" in found["Job.app.smoke"]["message"]
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
+        wait_message(cluster, namespace, placed.name, "Job.app.check", "from the project")
+        found = wait_message(cluster, namespace, placed.name, "Job.app.smoke", "smoke ok")
         assert found["JobsSucceeded"]["message"].startswith(f"commit {sha[:7]}:")
-    finally:
-        stop.set()
-        thread.join(10)

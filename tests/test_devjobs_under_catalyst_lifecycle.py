@@ -29,7 +29,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     set_commit,
     wait_until,
 )
-from tests.test_devjobs_under_catalyst import conditions, devjobs_controller
+from tests.test_devjobs_under_catalyst import conditions, devjobs_controller, wait_condition
 
 pytestmark = pytest.mark.tier2
 
@@ -72,12 +72,7 @@ def test_helm_postbuild_follows_the_real_build_and_postdeploy_waits_for_ready_po
     kube = Kube(kube_client)
     with devjobs_controller(kube_api, namespace, the_plan):
         cluster.wait_phase(placed, catalyst.PHASE_READY)
-
-        def checked() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            return found.get("Job.app.check", {}).get("status") == "True"
-
-        wait_until("PostBuild's check to succeed", checked, READY_TIMEOUT)
+        wait_condition(cluster, namespace, placed.name, "Job.app.check")
         build = cluster.batch.read_namespaced_job(
             catalyst.build_job_name("web", placed.commit), placed.target
         )
@@ -161,12 +156,7 @@ def test_a_settled_environment_sees_no_write_loop_on_either_side(
     )  # fmt: skip
     with devjobs_controller(kube_api, namespace, the_plan) as controller:
         cluster.wait_phase(placed, catalyst.PHASE_READY)
-
-        def settled() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            return found.get("JobsSucceeded", {}).get("status") == "True"
-
-        wait_until("every job to succeed", settled, READY_TIMEOUT)
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         time.sleep(5)  # the last log record and condition writes land
         env = cluster.environment(placed) or {}
         deployment = cluster.deployment(placed.target, "web")

@@ -11,20 +11,14 @@ Ready leaves the previous one serving.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devjobs import catalyst
-from devjobs.controller.decide import Settings
-from devjobs.controller.main import Config, Controller
-from devjobs.kube.client import connect
-from devjobs.kube.podspec import RenderOptions
 from devjobs.kube.vocabulary import PREDEPLOY_GATE
 from devjobs.resolver.models import JobPlan, Trigger
 from tests.catalyst import job_config, job_plan
@@ -43,7 +37,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     wait_until,
 )
 from tests.test_controller_deploy import REPO, kubectl
-from tests.test_devjobs_under_catalyst import conditions
+from tests.test_devjobs_under_catalyst import conditions, devjobs_controller, wait_condition
 
 pytestmark = pytest.mark.tier2
 POLICY = REPO / "deploy/predeploy-gate.yaml"
@@ -113,22 +107,14 @@ def plan_for_commit(image: str, url: str, failing: set[str]) -> Any:
     return resolve
 
 
-@contextmanager
-def devjobs_controller(kube_api: Any, team: str, resolver: Any) -> Iterator[Controller]:
-    config = Config(
-        namespaces=(team,),
-        project_namespace=None,
-        settings=Settings(render=RenderOptions(workspace="empty")),
-    )
-    controller = Controller(connect(Path(kube_api.kubeconfig)), config, resolver=resolver)
-    stop = threading.Event()
-    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield controller
-    finally:
-        stop.set()
-        thread.join(10)
+def wait_held(api: Cluster, team: str, name: str) -> None:
+    """Until the failed PreDeploy is reported with the workload pod(s) it holds."""
+
+    def held() -> bool:
+        smoke = conditions(api, team, name).get("Job.app.smoke", {})
+        return smoke.get("reason") == "PreDeployFailed" and "held" in smoke.get("message", "")
+
+    wait_until("the failed PreDeploy to hold the workload's pods", held, READY_TIMEOUT)
 
 
 def web_pods(api: Cluster, namespace: str) -> list[Any]:
@@ -163,7 +149,7 @@ def test_production_new_pods_serve_only_after_their_commits_pre_deploy_succeeded
         namespace, "shop", "pr-9", "deployment", first, catalyst.MODE_PRODUCTION
     )
     resolver = plan_for_commit(kube_node.test_image, url, failing={second})
-    with devjobs_controller(kube_api, namespace, resolver):
+    with devjobs_controller(kube_api, namespace, resolver=resolver):
         # 1. The first commit: the first pod is gated until migrate succeeded.
         cluster.wait_phase(placed, catalyst.PHASE_READY)
         found = conditions(cluster, namespace, placed.name)
@@ -176,14 +162,7 @@ def test_production_new_pods_serve_only_after_their_commits_pre_deploy_succeeded
         scheduled = next(c for c in pod.status.conditions if c.type == "PodScheduled")
         assert pod.metadata.creation_timestamp < done.status.completion_time
         assert scheduled.last_transition_time >= done.status.completion_time
-        wait_until(
-            "PostDeploy at the first commit",
-            lambda: (
-                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
-                == "True"
-            ),
-            READY_TIMEOUT,
-        )
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         old_pod = pod.metadata.name
 
         # 2. A new commit and image whose migrate fails: the operator replaces the
@@ -194,13 +173,7 @@ def test_production_new_pods_serve_only_after_their_commits_pre_deploy_succeeded
             {"spec": {"config": {"image": new_image},
                       "sources": [{"name": SOURCE, "commitSha": second, "branch": "main"}]}},
         )  # fmt: skip
-
-        def failed() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            smoke = found.get("Job.app.smoke", {})
-            return smoke.get("reason") == "PreDeployFailed" and "held" in smoke.get("message", "")
-
-        wait_until("the failed migrate to be reported, a pod held", failed, READY_TIMEOUT)
+        wait_held(cluster, namespace, placed.name)
         time.sleep(5)  # the gate holds: nothing changes
         pods = {p.metadata.name: p for p in web_pods(cluster, placed.target)}
         new = [p for p in pods.values() if p.spec.containers[0].image == new_image]
@@ -227,14 +200,7 @@ def test_production_new_pods_serve_only_after_their_commits_pre_deploy_succeeded
         wait_until("the held pod to serve after the fixed commit's migrate", rolled, 120)
         (served,) = web_pods(cluster, placed.target)
         assert served.metadata.name == new[0].metadata.name
-        wait_until(
-            "PostDeploy at the fixed commit",
-            lambda: (
-                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
-                == "True"
-            ),
-            READY_TIMEOUT,
-        )
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         found = conditions(cluster, namespace, placed.name)
         assert found["Job.app.smoke"]["message"].startswith(f"commit {third[:7]}")
 
@@ -258,14 +224,9 @@ def test_helm_the_charts_pods_wait_for_their_commits_pre_deploy_and_a_fix_opens_
     fixed = repo.commit("fixed")
     catalyst_operator.import_web_image(catalyst.build_image("shop", "web", placed.name, fixed))
     resolver = plan_for_commit(kube_node.test_image, "git://shop/app", failing={placed.commit})
-    with devjobs_controller(kube_api, namespace, resolver):
+    with devjobs_controller(kube_api, namespace, resolver=resolver):
         # 1. The first commit's migrate fails: the chart's pod is never scheduled.
-        def failed() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            smoke = found.get("Job.app.smoke", {})
-            return smoke.get("reason") == "PreDeployFailed" and "held" in smoke.get("message", "")
-
-        wait_until("the failed migrate to hold the chart's pod", failed, READY_TIMEOUT)
+        wait_held(cluster, namespace, placed.name)
         time.sleep(5)
         (pod,) = web_pods(cluster, placed.target)
         assert gated(pod) and not pod.spec.node_name and pod.status.phase == "Pending"
@@ -282,14 +243,7 @@ def test_helm_the_charts_pods_wait_for_their_commits_pre_deploy_and_a_fix_opens_
             return any(p.spec.containers[0].image.endswith(f":{fixed}") and ready(p) for p in live)
 
         wait_until("the fixed commit's pod to serve", serving, READY_TIMEOUT)
-        wait_until(
-            "PostDeploy at the fixed commit",
-            lambda: (
-                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
-                == "True"
-            ),
-            READY_TIMEOUT,
-        )
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         found = conditions(cluster, namespace, placed.name)
         assert found["Job.app.smoke"]["message"].startswith(f"commit {fixed[:7]}")
 
@@ -312,14 +266,8 @@ def test_development_the_first_pod_waits_for_pre_deploy_and_a_fixed_commit_opens
     repo.write("index.html", "fixed\n")
     fixed = repo.commit("fixed")
     resolver = plan_for_commit(kube_node.test_image, "git://shop/app", failing={placed.commit})
-    with devjobs_controller(kube_api, namespace, resolver):
-
-        def failed() -> bool:
-            found = conditions(cluster, namespace, placed.name)
-            smoke = found.get("Job.app.smoke", {})
-            return smoke.get("reason") == "PreDeployFailed" and "held" in smoke.get("message", "")
-
-        wait_until("the failed migrate to hold the app's pod", failed, READY_TIMEOUT)
+    with devjobs_controller(kube_api, namespace, resolver=resolver):
+        wait_held(cluster, namespace, placed.name)
         time.sleep(5)
         (pod,) = web_pods(cluster, placed.target)
         assert gated(pod) and not pod.spec.node_name
@@ -329,11 +277,4 @@ def test_development_the_first_pod_waits_for_pre_deploy_and_a_fixed_commit_opens
         cluster.wait_phase(placed, catalyst.PHASE_READY)
         (served,) = web_pods(cluster, placed.target)
         assert served.metadata.name == pod.metadata.name and not gated(served)
-        wait_until(
-            "PostDeploy at the fixed commit",
-            lambda: (
-                conditions(cluster, namespace, placed.name).get("JobsSucceeded", {}).get("status")
-                == "True"
-            ),
-            READY_TIMEOUT,
-        )
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
