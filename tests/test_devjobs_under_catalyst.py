@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,67 @@ from devjobs.kube.podspec import RenderOptions
 from devjobs.resolver.models import JobPlan, Trigger
 from tests.catalyst import job_config, job_plan
 from tests.cluster import crds
+from tests.cluster.catalyst_operator import CatalystOperator
 from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
+    BUILD,
     READY_TIMEOUT,
     AppServer,
     Cluster,
+    Placed,
     app_server,
     cluster,
     place_development,
+    place_helm,
     place_production,
     production_templates,
+    set_commit,
     wait_until,
 )
 
 pytestmark = pytest.mark.tier2
+
+MODES = (catalyst.MODE_PRODUCTION, catalyst.MODE_DEVELOPMENT, catalyst.MODE_HELM)
+"""The deployment modes the operator supports with a workload devjobs can follow."""
+
+
+@dataclass
+class Stage:
+    """What a test needs to place an Environment in any mode and move it to a new commit:
+    helm mode builds, so each commit's built image must be on the node first."""
+
+    cluster: Cluster
+    app_server: AppServer
+    operator: CatalystOperator
+    node: Any
+
+    def place(self, mode: str, team: str) -> Placed:
+        if mode == catalyst.MODE_PRODUCTION:
+            return place_production(self.cluster, self.app_server, team)
+        if mode == catalyst.MODE_DEVELOPMENT:
+            return place_development(self.cluster, self.app_server, self.node, team)
+        return place_helm(self.cluster, self.app_server, self.operator, team)
+
+    def new_commit(self, placed: Placed, text: str) -> str:
+        """Commit `text` as the app's page and point the Environment at it."""
+        repo = self.app_server.repos[-1]
+        repo.write("index.html", f"{text}\n")
+        sha = repo.commit(text)
+        if placed.mode == catalyst.MODE_HELM:
+            self.operator.import_web_image(
+                catalyst.build_image(placed.project, BUILD, placed.name, sha)
+            )
+        set_commit(self.cluster, placed, sha)
+        return sha
+
+
+@pytest.fixture
+def stage(
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    catalyst_operator: CatalystOperator,
+    kube_node: Any,
+) -> Stage:
+    return Stage(cluster, app_server, catalyst_operator, kube_node)
 
 
 def the_plan(image: str, url: str) -> JobPlan:
@@ -130,15 +179,17 @@ def wait_message(
     return conditions(api, team, name)
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_devjobs_runs_every_point_in_the_target_namespace_and_leaves_nothing_behind(
     kube_api: Any,
     kube_client: Any,
     kube_node: Any,
     cluster: Cluster,  # noqa: F811
-    app_server: AppServer,  # noqa: F811
+    stage: Stage,
     namespace: str,
+    mode: str,
 ) -> None:
-    placed = place_production(cluster, app_server, namespace)
+    placed = stage.place(mode, namespace)
     url = f"git://{placed.team}/app"  # only named in the plan: the jobs do not clone
     with devjobs_controller(kube_api, namespace, the_plan(kube_node.test_image, url)) as ctl:
         cluster.wait_phase(placed, catalyst.PHASE_READY)

@@ -25,11 +25,17 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     app_server,
     cluster,
     place_helm,
-    place_production,
-    set_commit,
+    release_revisions,
     wait_until,
 )
-from tests.test_devjobs_under_catalyst import conditions, devjobs_controller, wait_condition
+from tests.test_devjobs_under_catalyst import (
+    MODES,
+    Stage,
+    conditions,
+    devjobs_controller,
+    stage,  # noqa: F401 (fixture)
+    wait_condition,
+)
 
 pytestmark = pytest.mark.tier2
 
@@ -94,16 +100,20 @@ def test_helm_postbuild_follows_the_real_build_and_postdeploy_waits_for_ready_po
         assert (smoke["status"], smoke["reason"]) == ("Unknown", "Waiting"), smoke
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_a_new_commit_cancels_the_old_commits_unfinished_jobs_and_runs_the_new_ones(
     kube_api: Any,
     kube_client: Any,
     kube_node: Any,
     cluster: Cluster,  # noqa: F811
-    app_server: AppServer,  # noqa: F811
+    stage: Stage,  # noqa: F811
     namespace: str,
+    mode: str,
 ) -> None:
-    placed = place_production(cluster, app_server, namespace)
-    repo = app_server.repos[-1]
+    """The operator rebuilds (helm) and redeploys, or (production, development) leaves
+    the workload as it is; either way the old commit's running Job is cancelled and the
+    new commit's runs."""
+    placed = stage.place(mode, namespace)
     the_plan = plan(kube_node.test_image, f"git://{namespace}/app",
                     slow=(Trigger.POST_BUILD, "echo started; sleep 300"))  # fmt: skip
     kube = Kube(kube_client)
@@ -116,9 +126,7 @@ def test_a_new_commit_cancels_the_old_commits_unfinished_jobs_and_runs_the_new_o
             ),
             READY_TIMEOUT,
         )
-        repo.write("index.html", "second commit\n")
-        second = repo.commit("second")
-        set_commit(cluster, placed, second)
+        second = stage.new_commit(placed, "second commit")
 
         def moved_on() -> bool:
             jobs = devjobs_jobs(kube, placed.target)
@@ -138,18 +146,19 @@ def test_a_new_commit_cancels_the_old_commits_unfinished_jobs_and_runs_the_new_o
         assert slow["message"].startswith(f"commit {second[:7]}:"), slow
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_a_settled_environment_sees_no_write_loop_on_either_side(
     kube_api: Any,
-    kube_client: Any,
     kube_node: Any,
     cluster: Cluster,  # noqa: F811
-    app_server: AppServer,  # noqa: F811
+    stage: Stage,  # noqa: F811
     namespace: str,
+    mode: str,
 ) -> None:
     """Catalyst's writes (the whole status) and devjobs' (conditions) coexist: once
     settled, a minute passes with no write to the Environment by either, no new
     revision of the workload (no rollout loop) and no devjobs write."""
-    placed = place_production(cluster, app_server, namespace)
+    placed = stage.place(mode, namespace)
     the_plan = plan(
         kube_node.test_image, f"git://{namespace}/app",
         check=(Trigger.POST_BUILD, "echo checked"), smoke=(Trigger.POST_DEPLOY, "echo smoke"),
@@ -159,12 +168,16 @@ def test_a_settled_environment_sees_no_write_loop_on_either_side(
         wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         time.sleep(5)  # the last log record and condition writes land
         env = cluster.environment(placed) or {}
-        deployment = cluster.deployment(placed.target, "web")
+        workload = catalyst.workload(mode).deployment
+        deployment = cluster.deployment(placed.target, workload)
+        releases = release_revisions(cluster, placed)
         writes = dict(controller.stats.counters.writes)
         time.sleep(60)
         after = cluster.environment(placed) or {}
         assert after["metadata"]["resourceVersion"] == env["metadata"]["resourceVersion"]
-        again = cluster.deployment(placed.target, "web")
+        again = cluster.deployment(placed.target, workload)
         assert again.metadata.generation == deployment.metadata.generation
         assert again.metadata.resource_version == deployment.metadata.resource_version
+        # Helm mode: each write to the Environment upgrades the release; none did.
+        assert release_revisions(cluster, placed) == releases
         assert dict(controller.stats.counters.writes) == writes
