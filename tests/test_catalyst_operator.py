@@ -77,6 +77,9 @@ spec:
           image: "{{ .Values.global.images.web.repository }}:{{ .Values.global.images.web.tag }}"
           ports:
             - containerPort: 8080
+          # The chart gives its app the Environment's secrets as development mode does.
+          envFrom:
+            - secretRef: {name: catalyst-secrets, optional: true}
           readinessProbe:
             httpGet: {path: {{ .Values.readinessPath | quote }}, port: 8080}
             periodSeconds: 1
@@ -308,21 +311,22 @@ def cluster(
         cleanup()
 
 
-def production_templates(image: str = images.WEB_IMAGE) -> dict[str, Any]:
-    return {
-        "deployment": {
-            "type": "manifest",
-            "config": {
-                "image": image,
-                "ports": WEB_PORTS,
-                "resources": RESOURCES,
-                "readinessProbe": {
-                    "httpGet": {"path": "/index.html", "port": images.WEB_PORT},
-                    "periodSeconds": 1,
-                },
-            },
-        }
+def production_templates(
+    image: str = images.WEB_IMAGE, env: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A production-mode template; `env` is the app's `config.env` (Kubernetes EnvVars)."""
+    config: dict[str, Any] = {
+        "image": image,
+        "ports": WEB_PORTS,
+        "resources": RESOURCES,
+        "readinessProbe": {
+            "httpGet": {"path": "/index.html", "port": images.WEB_PORT},
+            "periodSeconds": 1,
+        },
     }
+    if env:
+        config["env"] = env
+    return {"deployment": {"type": "manifest", "config": config}}
 
 
 def helm_templates(values: dict[str, Any] | None = None, build: str = BUILD) -> dict[str, Any]:
@@ -338,10 +342,15 @@ def helm_templates(values: dict[str, Any] | None = None, build: str = BUILD) -> 
 
 
 def place_production(
-    cluster: Cluster, app_server: AppServer, team: str, project: str = "shop", name: str = "pr-1"
+    cluster: Cluster,
+    app_server: AppServer,
+    team: str,
+    project: str = "shop",
+    name: str = "pr-1",
+    env: list[dict[str, Any]] | None = None,
 ) -> Placed:
     _repo, url, sha = app_server.repo()
-    cluster.create_project(team, project, url, production_templates())
+    cluster.create_project(team, project, url, production_templates(env=env))
     return cluster.create_environment(
         team, project, name, "deployment", sha, catalyst.MODE_PRODUCTION
     )

@@ -234,17 +234,26 @@ def test_devjobs_runs_every_point_in_the_target_namespace_and_leaves_nothing_beh
         assert ctl.stats.reconciles - reconciles <= 2
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_a_migrate_job_gets_catalyst_secrets_and_what_it_prints_of_them_is_masked(
     kube_api: Any,
     kube_client: Any,
     kube_node: Any,
     cluster: Cluster,  # noqa: F811
-    app_server: AppServer,  # noqa: F811
+    stage: Stage,
     namespace: str,
+    mode: str,
 ) -> None:
-    """Development mode: the app's main container `app` reads `catalyst-secrets`; a
-    PreDeploy job with the runtime context gets it too, and DEVJOBS_ENVIRONMENT_URL."""
-    placed = place_development(cluster, app_server, kube_node, namespace)
+    """The app reads `catalyst-secrets`: in development mode by the operator's envFrom, in
+    helm mode by the chart's (the test chart's, as a chart must), in production mode one
+    key by `config.env` secretKeyRef. A PreDeploy job with the runtime context gets what
+    the app gets, and DEVJOBS_ENVIRONMENT_URL; its kept log shows the value masked."""
+    if mode == catalyst.MODE_PRODUCTION:
+        ref = {"name": catalyst.SECRETS, "key": "DATABASE_PASSWORD", "optional": True}
+        app_env = [{"name": "DATABASE_PASSWORD", "valueFrom": {"secretKeyRef": ref}}]
+        placed = place_production(stage.cluster, stage.app_server, namespace, env=app_env)
+    else:
+        placed = stage.place(mode, namespace)
     password = "hunter2-correct-horse"
     script = 'echo "db password is $DATABASE_PASSWORD"; echo "url is $DEVJOBS_ENVIRONMENT_URL"'
     migrate = job_config(
@@ -270,7 +279,10 @@ def test_a_migrate_job_gets_catalyst_secrets_and_what_it_prints_of_them_is_maske
             if j["metadata"]["labels"].get("devjobs.dev/job") == "migrate"
         ]
         main = job["spec"]["template"]["spec"]["containers"][0]
-        assert {"secretRef": {"name": catalyst.SECRETS, "optional": True}} in main["envFrom"]
+        if mode == catalyst.MODE_PRODUCTION:
+            assert app_env[0] in main["env"], main
+        else:
+            assert {"secretRef": {"name": catalyst.SECRETS, "optional": True}} in main["envFrom"]
         url = cluster.environment(placed)["status"]["url"]  # type: ignore[index]
 
         def record() -> dict[str, Any] | None:
