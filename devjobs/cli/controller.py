@@ -87,6 +87,17 @@ def register(subparsers: Any) -> None:
         help="each check run's details link, e.g. https://devjobs.example/{namespace}/"
         "{environment}/{source}/{job} (default: --target-url)",
     )  # fmt: skip
+    gate = parser.add_argument_group(
+        "PreDeploy gate webhook (clusters without MutatingAdmissionPolicy: "
+        "deploy/predeploy-gate-webhook/)"
+    )
+    gate.add_argument(
+        "--gate-webhook-address", metavar="HOST:PORT",
+        help="serve the mutating admission webhook that gates new workload pods here, over "
+        "HTTPS (path /predeploy-gate), on every replica",
+    )  # fmt: skip
+    gate.add_argument("--gate-webhook-cert", metavar="FILE", type=Path, help="its PEM certificate")
+    gate.add_argument("--gate-webhook-key", metavar="FILE", type=Path, help="its PEM private key")
     election = parser.add_argument_group("leader election")
     election.add_argument(
         "--leader-election-namespace", metavar="NS",
@@ -150,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+    if args.gate_webhook_address:
+        # Every replica answers the API server's reviews: they need no leader's state.
+        _serve_gate_webhook(args, stop)
 
     lease_ns = args.leader_election_namespace or os.environ.get("POD_NAMESPACE")
     elector = None
@@ -252,6 +267,19 @@ def _github_app(args: argparse.Namespace) -> tuple[Any, Any]:
         return WebhookReceiver(secret, guard, app_id=app.app_id)
 
     return checks, receiver
+
+
+def _serve_gate_webhook(args: argparse.Namespace, stop: threading.Event) -> None:
+    from devjobs.cli.ui import host_port
+    from devjobs.controller import gate_webhook
+    from devjobs.errors import DevjobsError
+
+    if args.gate_webhook_cert is None or args.gate_webhook_key is None:
+        raise DevjobsError(
+            "--gate-webhook-address", "needs --gate-webhook-cert and --gate-webhook-key (TLS)"
+        )
+    host, port = host_port(args.gate_webhook_address, "--gate-webhook-address")
+    gate_webhook.serve(host, port, args.gate_webhook_cert, args.gate_webhook_key, stop)
 
 
 def _stop_when(lost: threading.Event, stop: threading.Event) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from devjobs.controller.act import env_path
+from devjobs.controller.serving import serve_until
 from devjobs.errors import DevjobsError
 from devjobs.github.statuses import github_repo
 from devjobs.github.webhook import REPLAY_TTL, RerunRequest, WebhookReceiver, webhook_handler
@@ -261,14 +262,6 @@ def serve(
 
     handler = webhook_handler(receiver, on_rerun, path=path)
     server = ThreadingHTTPServer(parse_address(address), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.2,), name="webhook", daemon=True).start()
-
-    def stopper() -> None:
-        stop.wait()
-        server.shutdown()
-        server.server_close()
-
-    threading.Thread(target=stopper, name="webhook-stop", daemon=True).start()
+    serve_until(server, stop, "webhook")
     log.info("GitHub webhook on %s:%d%s", *server.server_address[:2], path)
     return server

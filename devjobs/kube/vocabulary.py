@@ -102,8 +102,9 @@ def init_check_run_annotation(job_key: str) -> str:
 CHECK_RUN_ANNOTATION_PREFIX = f"{ANNOTATION_CHECK_RUN}."
 PREDEPLOY_GATE = key("predeploy")
 """The scheduling gate (`spec.schedulingGates[].name`) that `deploy/predeploy-gate.yaml`'s
-MutatingAdmissionPolicy puts on every new workload pod in an environment namespace, and
-that the controller removes once the commit's PreDeploy jobs succeeded (`controller.gates`)."""
+MutatingAdmissionPolicy (or, on older clusters, the webhook `kube.gate_admission`) puts on
+every new workload pod in an environment namespace, and that the controller removes once
+the commit's PreDeploy jobs succeeded (`controller.gates`)."""
 WEBHOOK_DELIVERIES = "devjobs-webhook-deliveries"
 """The ConfigMap in the controller's namespace remembering GitHub webhook deliveries
 acted on (delivery id -> epoch seconds), so a replay is refused across restarts."""
