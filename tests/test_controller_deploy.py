@@ -253,3 +253,61 @@ def test_workload_pods_are_gated_and_the_controller_may_only_remove_its_gate(
     finally:
         for ns in (plain, environment):
             core.delete_namespace(ns)
+
+
+def test_the_controller_identity_replaces_log_records_and_applies_the_gate_record(
+    installed: Any, kube_client: Any
+) -> None:
+    """What the controller writes to ConfigMaps, done as its identity through RBAC and
+    deploy/admission.yaml: a log record kept, then replaced by the next run's (a patch:
+    the role may not update ConfigMaps), and the gate's record applied twice."""
+    from kubernetes import client
+
+    from devjobs import catalyst
+    from devjobs.kube import openings
+    from devjobs.kube.client import Kube, connect
+    from devjobs.kube.logstore import read_log_tail, save_log_tail
+    from devjobs.resolver.environment import from_object
+
+    core: Any = client.CoreV1Api(kube_client)
+    team = f"dj-cm-{os.getpid()}"
+    namespace = catalyst.target_namespace(team, "shop", "pr-1")
+    label = {"catalyst.dev/namespace-type": "environment"}
+    core.create_namespace({"metadata": {"name": namespace, "labels": label}})
+    controller = connect(Path(installed.kubeconfig))
+    controller.api_client.set_default_header("Impersonate-User", SA)
+    labels = {"catalyst.dev/team": team, "catalyst.dev/project": "shop",
+              "catalyst.dev/environment": "pr-1"}  # fmt: skip
+    env_obj = {
+        "apiVersion": "catalyst.catalyst.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": "pr-1", "namespace": team, "uid": "uid-1", "labels": labels},
+        "spec": {"projectRef": {"name": "shop"}, "type": "deployment", "sources": []},
+    }
+    try:
+        deadline = time.monotonic() + 30  # the namespace's label reaches the policy
+        while True:
+            try:
+                assert save_log_tail(controller, namespace, env_obj, "app/test", {"main": "1\n"})
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        second = {"other": "run 2\n"}
+        assert save_log_tail(controller, namespace, env_obj, "app/test", second)
+        assert not save_log_tail(controller, namespace, env_obj, "app/test", second)
+        kept = read_log_tail(Kube(kube_client), namespace, "pr-1", "app/test")
+        assert list(kept) == ["other"] and "run 2" in kept["other"]
+
+        env = from_object(env_obj)
+        assert env.jobs_namespace == namespace
+        opening = openings.Opening("h1", ("a" * 40,))
+        record = openings.configmap(env, (opening,))
+        controller.apply(record)
+        controller.apply(record)
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{record['metadata']['name']}"
+        found = Kube(kube_client).get(path)
+        assert openings.read_openings([found or {}], env, namespace) == (opening,)
+    finally:
+        core.delete_namespace(namespace)

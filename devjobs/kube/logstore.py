@@ -24,7 +24,6 @@ and goes with the target namespace. Data keys are `<container>.log`.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -177,10 +176,11 @@ def save_log_tail(
                 continue
         if _same(current, body):
             return False
-        replacement = json.loads(json.dumps(body))
-        replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         try:
-            kube.request("PUT", path, body=replacement)
+            kube.request(
+                "PATCH", path, body=_replacement(current, body),
+                content_type="application/merge-patch+json",
+            )  # fmt: skip
             return True
         except KubeError as err:
             if err.status != 409:
@@ -276,6 +276,24 @@ def _started_containers(pod: Mapping[str, Any]) -> set[str]:
 
 
 _OWNER_FIELDS = ("apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion")
+
+
+def _replacement(current: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch making `current` hold `body`'s data (keys it lacks removed), labels,
+    annotations and owners; guarded by the resourceVersion read (a conflict is a 409).
+    A patch, not a PUT: the controller's role may patch ConfigMaps, never update them."""
+    data: dict[str, Any] = {key: None for key in current.get("data") or {}}
+    data.update(body["data"])
+    meta = body["metadata"]
+    return {
+        "metadata": {
+            "resourceVersion": current["metadata"]["resourceVersion"],
+            "labels": meta["labels"],
+            "annotations": meta["annotations"],
+            "ownerReferences": meta["ownerReferences"],
+        },
+        "data": data,
+    }
 
 
 def _same(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
