@@ -320,6 +320,91 @@ def test_plain_http_and_a_stalled_client_leave_the_endpoint_serving(endpoint: En
     stalled.close()
 
 
+def mounted_secret(directory: Path, pair: tuple[Path, Path]) -> tuple[Path, Path]:
+    """tls.crt and tls.key in `directory` as the kubelet mounts a Secret: symlinks
+    through `..data` to a directory of the current version."""
+    directory.mkdir()
+    for name in ("tls.crt", "tls.key"):
+        (directory / name).symlink_to(f"..data/{name}")
+    update_secret(directory, pair)
+    return directory / "tls.crt", directory / "tls.key"
+
+
+def update_secret(directory: Path, pair: tuple[Path, Path]) -> None:
+    """The kubelet's update: the new version in a directory of its own, then `..data`
+    swapped to it by a rename, so a reader never sees half of it."""
+    version = directory / f"..{time.monotonic_ns()}"
+    version.mkdir()
+    for source in pair:
+        shutil.copy(source, version / source.name)
+    (directory / "..data.tmp").symlink_to(version.name)
+    (directory / "..data.tmp").replace(directory / "..data")
+
+
+def served(port: int) -> bytes:
+    """The certificate the endpoint presents (DER), not verified."""
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port), timeout=5))
+
+
+def der(cert: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+
+@pytest.fixture
+def two_certificates(tmp_path: Path) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    return self_signed(tmp_path / "old"), self_signed(tmp_path / "new")
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    tmp_path: Path, two_certificates: tuple[tuple[Path, Path], tuple[Path, Path]]
+) -> None:
+    old, new = two_certificates
+    stop = threading.Event()
+    server = gate_webhook.serve("127.0.0.1", 0, *mounted_secret(tmp_path / "mount", old), stop)
+    port = server.server_address[1]
+    try:
+        assert served(port) == der(old[0])
+        update_secret(tmp_path / "mount", new)
+        # Within a second or so of the swap, a new connection gets the new certificate.
+        wait_for("the renewed certificate", lambda: served(port) == der(new[0]), 5)
+        status, _ = Endpoint(port, new[0]).post(json.dumps(review(pod())).encode())
+        assert status == 200
+    finally:
+        stop.set()
+
+
+def test_a_broken_renewal_keeps_the_old_certificate_serving_with_one_warning(
+    tmp_path: Path,
+    two_certificates: tuple[tuple[Path, Path], tuple[Path, Path]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old, new = two_certificates
+    monkeypatch.setattr(gate_webhook, "CHECK_SECONDS", 0.0)  # every connection looks
+    stop = threading.Event()
+    server = gate_webhook.serve("127.0.0.1", 0, *mounted_secret(tmp_path / "mount", old), stop)
+    port = server.server_address[1]
+    try:
+        (tmp_path / "bad").mkdir()
+        mismatched = tmp_path / "bad/tls.crt", tmp_path / "bad/tls.key"
+        shutil.copy(new[0], mismatched[0])
+        shutil.copy(old[1], mismatched[1])  # the new certificate with the old key
+        with caplog.at_level("WARNING", logger=gate_webhook.log.name):
+            update_secret(tmp_path / "mount", mismatched)
+            for _ in range(3):
+                assert served(port) == der(old[0])
+        (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert "serving the certificate loaded before" in warning.getMessage()
+        assert Endpoint(port, old[0]).post(json.dumps(review(pod())).encode())[0] == 200
+        # A good pair after it is taken up as usual.
+        update_secret(tmp_path / "mount", new)
+        assert served(port) == der(new[0])
+    finally:
+        stop.set()
+
+
 def test_the_controller_serves_the_gate_webhook_only_with_a_certificate_and_key(
     tmp_path: Path,
 ) -> None:

@@ -96,7 +96,10 @@ def register(subparsers: Any) -> None:
         help="serve the mutating admission webhook that gates new workload pods here, over "
         "HTTPS (path /predeploy-gate), on every replica",
     )  # fmt: skip
-    gate.add_argument("--gate-webhook-cert", metavar="FILE", type=Path, help="its PEM certificate")
+    gate.add_argument(
+        "--gate-webhook-cert", metavar="FILE", type=Path,
+        help="its PEM certificate (with --gate-webhook-key: loaded again when they change)",
+    )  # fmt: skip
     gate.add_argument("--gate-webhook-key", metavar="FILE", type=Path, help="its PEM private key")
     election = parser.add_argument_group("leader election")
     election.add_argument(
