@@ -182,6 +182,12 @@ def project_crd(catalyst_crd: dict[str, Any]) -> dict[str, Any]:
     # The one field where null differs from absent: "the build image, not the
     # devcontainer's image".
     job_schema["properties"]["image"]["nullable"] = True
+    # An env value is a string or an object (one key of a Secret or ConfigMap), which a
+    # structural schema cannot say (no type unions): the server keeps either as written,
+    # and devjobs' reader checks it when it reads the Project, as it reads a file.
+    job_schema["properties"]["env"]["additionalProperties"] = {
+        "x-kubernetes-preserve-unknown-fields": True
+    }
     ref = schema_of(DevcontainerRef)
     devcontainer_schema = _structural(ref, ref.get("$defs", {}))
     devcontainer_schema["description"] = (

@@ -7,6 +7,7 @@ workingDir, an invalid variable name), which the schema cannot say."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from devjobs.errors import DevjobsError
 from devjobs.resolver.fields import InvalidField
-from devjobs.resolver.jobspec import ATTRIBUTES, JobSpec
+from devjobs.resolver.jobspec import ATTRIBUTES, NOT_A_PATH, JobSpec
 from devjobs.resolver.project import DevcontainerRef, read_resources
 from devjobs.schemas import schema_of
 
@@ -26,7 +27,9 @@ EXTRA_RULES = (
     "the program (first item) must not be empty",
     "a parallel command needs at least one entry",
     "must name exactly one of secretRef, configMapRef",
+    "must name exactly one of secretKeyRef, configMapKeyRef",
     "is not a valid variable prefix",
+    NOT_A_PATH,
 )
 
 WORDS = st.sampled_from(
@@ -44,6 +47,20 @@ VALUES = st.recursive(
 
 
 TEXT = st.one_of(WORDS, st.text(max_size=4))
+OBJECT_NAMES = st.sampled_from(["db", "db.prod", "a" * 253, "Db", "-db", "db.", "db\n", "a" * 254])
+KEYS = st.sampled_from(
+    ["url", "tls.crt", "_K-1", ".x", "k" * 253, ".", "..", "..x", "a/b", "k\n", "k" * 254]
+)
+REF = st.dictionaries(
+    st.sampled_from(["secretKeyRef", "configMapKeyRef", "secretKeyRef", "configMapKeyRef", "x"]),
+    st.fixed_dictionaries(
+        {"name": st.one_of(OBJECT_NAMES, OBJECT_NAMES, TEXT), "key": st.one_of(KEYS, KEYS, TEXT)},
+        optional={"optional": st.one_of(st.none(), st.booleans(), TEXT)},
+    ),
+    max_size=2,
+)
+"""An env value naming a Secret's or ConfigMap's key: mostly one kind, names and keys
+valid or just outside Kubernetes' rules."""
 PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "name": TEXT,
     "trigger": st.one_of(st.none(), st.sampled_from(["PostBuild", "Manual", "Sometimes"])),
@@ -56,7 +73,8 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     ),
     "image": st.one_of(st.none(), TEXT),
     "env": st.one_of(
-        st.none(), st.dictionaries(st.sampled_from(["A", "B-C", "_x", ""]), TEXT, max_size=2)
+        st.none(),
+        st.dictionaries(st.sampled_from(["A", "B-C", "_x", ""]), st.one_of(TEXT, REF), max_size=2),
     ),
     "workingDir": st.one_of(st.none(), st.sampled_from(["/w", "rel", ""])),
     "timeoutSeconds": st.one_of(st.none(), st.integers(-2, 3)),
@@ -100,8 +118,20 @@ def objects(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(fields, fields, fields, st.builds(lambda a, b: {**a, **b}, fields, typo))
 
 
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """`pattern` as JSON Schema (ECMA-262) and Kubernetes read it: `$` is the end of the
+    text. Python's `re`, which jsonschema uses as is, also lets it match before a final
+    newline, so a name ending in a newline would pass."""
+    if isinstance(instance, str) and not re.search(re.sub(r"\$$", r"\\Z", pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_extend: Any = jsonschema.validators.extend  # untyped
+Validator = _extend(jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
+
+
 def check(reader: Any, schema: dict[str, Any], value: dict[str, Any]) -> None:
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     schema_ok = validator.is_valid(value)
     try:
         reader(value)
@@ -125,6 +155,14 @@ def test_job_reader_refuses_whatever_the_job_schema_refuses(value: dict[str, Any
     check(JobSpec.read, JOB_SCHEMA, value)
 
 
+@settings(max_examples=500)
+@given(st.dictionaries(st.sampled_from(["A", "_x", "B"]), st.one_of(TEXT, REF, REF), max_size=3))
+def test_env_reader_refuses_whatever_the_job_schema_refuses(env: dict[str, Any]) -> None:
+    """Variables alone, so that valid references are common: Kubernetes' name and key
+    rules (patterns, lengths, exactly one kind) as the schema says them."""
+    check(JobSpec.read, JOB_SCHEMA, {"name": "t", "env": env})
+
+
 @settings(max_examples=300)
 @given(objects(["path", "enabled"]))
 def test_devcontainer_ref_reader_agrees_with_its_schema(value: dict[str, Any]) -> None:
@@ -143,7 +181,11 @@ def test_values_are_not_coerced() -> None:
         ("timeoutSeconds", True, "must be a whole number, not a boolean"),
         ("enabled", "true", "must be true or false, not a string"),
         ("enabled", None, "must be true or false, not null"),
-        ("env", {"A": 1}, "must be a string, not a number"),
+        (
+            "env",
+            {"A": 1},
+            "must be a string or an object with secretKeyRef or configMapKeyRef, not a number",
+        ),
     ]:
         try:
             JobSpec.read({"name": "t", field: value})

@@ -13,7 +13,7 @@ from devjobs import catalyst
 from devjobs.kube import naming, workspace
 from devjobs.kube.workspace import GitCredentials
 from devjobs.resolver.environment import Environment
-from devjobs.resolver.models import JobConfig, JobPlan, SourceInfo, Trigger, wire_value
+from devjobs.resolver.models import EnvValue, JobConfig, JobPlan, SourceInfo, Trigger, wire_value
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 """Finished Jobs stay a week: re-running the same command re-finds them meanwhile."""
@@ -49,8 +49,9 @@ class RuntimeContext:
     url: str = ""
 
     def apply(self, container: dict[str, Any]) -> None:
-        """Put the context before the job's own variables (which win, and may refer to
-        the context's as `$(NAME)`) and its own envFrom entries."""
+        """Put the context before the job's own variables (which win, values and
+        `valueFrom` references alike, and may refer to the context's as `$(NAME)`) and its
+        own envFrom entries."""
         own = container.get("env") or []
         names = {str(e.get("name")) for e in own}
         context = [dict(e) for e in self.env if e.get("name") not in names | {URL_VARIABLE}]
@@ -117,9 +118,15 @@ def container_security() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
-    # Order is the plan's: a later value may refer to an earlier one as $(NAME).
-    return [{"name": key, "value": value} for key, value in env.items()]
+def env_list(env: Mapping[str, EnvValue]) -> list[dict[str, Any]]:
+    """Kubernetes' `env`: `value`, or `valueFrom` for a key of a Secret or ConfigMap. Order
+    is the plan's: a later value may refer to an earlier one as $(NAME)."""
+    return [
+        {"name": key, "value": value}
+        if isinstance(value, str)
+        else {"name": key, "valueFrom": wire_value(value)}
+        for key, value in env.items()
+    ]
 
 
 def make_container(
@@ -127,7 +134,7 @@ def make_container(
     image: str,
     argv: Sequence[str],
     job: JobConfig,
-    env: Mapping[str, str],
+    env: Mapping[str, EnvValue],
     resources: Resources,
     mounts: list[dict[str, Any]],
 ) -> dict[str, Any]:

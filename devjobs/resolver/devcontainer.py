@@ -30,7 +30,7 @@ from devjobs.resolver.lifecycle import (
     JobBase,
     setup_jobs,
 )
-from devjobs.resolver.models import JobConfig, RunAs, SkippedItem, Trigger
+from devjobs.resolver.models import EnvValue, EnvVarSource, JobConfig, RunAs, SkippedItem, Trigger
 from devjobs.resolver.names import is_valid_name, normalise_name
 from devjobs.resolver.variables import Variables
 
@@ -402,14 +402,19 @@ class _Reader:
             raise DevjobsError(self.place([*path, "image"]), "image must not be empty")
         own_image = spec.image is not None and image != base.image
         runs_setup = spec.setup if spec.setup is not None else not own_image
-        env = dict(base.env)
+        env: dict[str, EnvValue] = dict(base.env)
         for variable, value in (spec.env or {}).items():
             if not ENV_NAME.match(variable):
                 raise DevjobsError(
                     self.place([*path, "env", variable]),
                     f"{variable!r} is not a valid environment variable name",
                 )
-            env[variable] = self.text(value, [*path, "env", variable])
+            # A reference is the cluster's to resolve: nothing in it is substituted.
+            env[variable] = (
+                value
+                if isinstance(value, EnvVarSource)
+                else self.text(value, [*path, "env", variable])
+            )
         working_dir = (
             base.working_dir
             if spec.working_dir is None

@@ -12,15 +12,28 @@ checks the reader against that schema.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from devjobs.resolver.fields import FieldPath, Fields, InvalidField, string, string_list
+from devjobs.resolver.fields import (
+    FieldPath,
+    Fields,
+    InvalidField,
+    string,
+    string_list,
+    type_name,
+)
 from devjobs.resolver.models import (
+    DATA_KEY,
+    DNS_SUBDOMAIN,
     INTERNAL,
     WIRE_CONFIG,
     Argv,
     EnvFromSource,
+    EnvValue,
+    EnvVarSource,
+    KeySelector,
     NameRef,
     RunAs,
     Schema,
@@ -30,8 +43,14 @@ from devjobs.resolver.models import (
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 """What a POSIX shell (and Kubernetes' EnvVar validation in practice) accepts as a name."""
+OBJECT_NAME = re.compile(DNS_SUBDOMAIN.removesuffix("$"))
+KEY_NAME = re.compile(DATA_KEY.removesuffix("$"))
+"""Matched whole (`fullmatch`): the schema's `$` means the end of the text, as in
+Kubernetes' regexp dialect, where Python's `$` also matches before a final newline."""
+MAX_NAME = 253
 
 Command = Argv | str | dict[str, Argv | str]
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,8 +71,11 @@ class JobSpec:
     image: str | None = None
     """Container image; null: the environment's build image. Default: the devcontainer's
     image for devcontainer jobs, else the build image."""
-    env: dict[str, str] | None = None
-    """Environment variables, overlaid on the devcontainer's."""
+    env: dict[str, EnvValue] | None = None
+    """Environment variables, overlaid on the devcontainer's: a value, or one key of a
+    Secret or ConfigMap as Kubernetes' `valueFrom` (`{"secretKeyRef": {"name": "db",
+    "key": "url"}}`, `configMapKeyRef`, optional `optional`); values read from Secrets are
+    masked in kept logs."""
     working_dir: str | None = None
     """Default: the devcontainer's workspaceFolder, else /workspaces/<repository name>."""
     timeout_seconds: Annotated[int, Schema((("exclusiveMinimum", 0),))] | None = None
@@ -82,12 +104,7 @@ class JobSpec:
     def read(cls, value: object, path: FieldPath = ()) -> JobSpec:
         """Check and convert a job object; raises InvalidField at the offending value."""
         fields = Fields(value, path, ATTRIBUTES)
-        env = fields.string_map("env")
-        for name in env or {}:
-            if not ENV_NAME.match(name):
-                raise InvalidField(
-                    fields.at("env"), f"{name!r} is not a valid environment variable name"
-                )
+        env = _env(fields) if fields.raw("env") is not None else None
         working_dir = fields.string("workingDir")
         if working_dir is not None and not working_dir.startswith("/"):
             raise InvalidField(
@@ -115,22 +132,93 @@ ATTRIBUTES = {wire_name(f.name): f.name for f in fields(JobSpec) if not f.metada
 """A job's fields: wire name (`workingDir`) -> attribute name (`working_dir`)."""
 
 
+def _env(fields: Fields) -> dict[str, EnvValue]:
+    """`env`: name -> a string, or one key of a Secret or ConfigMap (Kubernetes'
+    EnvVarSource, exactly one of `secretKeyRef`, `configMapKeyRef`)."""
+    env = fields.mapping("env")
+    values: dict[str, EnvValue] = {}
+    for key, raw in env.value.items():
+        name = str(key)
+        at = env.at(name)
+        if isinstance(raw, str):
+            values[name] = raw
+        elif isinstance(raw, Mapping):
+            refs = _one_of(Fields(raw, at, KEY_REFS), KEY_REFS, KEY_FIELDS, _key_selector)
+            values[name] = EnvVarSource(
+                secret_key_ref=refs.get("secretKeyRef"),
+                config_map_key_ref=refs.get("configMapKeyRef"),
+            )
+        else:
+            raise InvalidField(
+                at,
+                f"must be a string or an object with secretKeyRef or configMapKeyRef, "
+                f"not {type_name(raw)}",
+            )
+    for name in values:
+        if not ENV_NAME.match(name):
+            raise InvalidField(
+                fields.at("env"), f"{name!r} is not a valid environment variable name"
+            )
+    return values
+
+
+KEY_REFS = ("secretKeyRef", "configMapKeyRef")
+KEY_FIELDS = ("name", "key", "optional")
+
+
+def _one_of(
+    entry: Fields, kinds: tuple[str, ...], known: tuple[str, ...], read: Callable[[Fields], R]
+) -> dict[str, R]:
+    """The one reference of `entry` among `kinds` (each an object of `known` fields)."""
+    refs = {kind: read(entry.mapping(kind, known)) for kind in kinds if entry.raw(kind) is not None}
+    if len(refs) != 1:
+        raise InvalidField(entry.path, f"must name exactly one of {', '.join(kinds)}")
+    return refs
+
+
+def _bounded(ref: Fields, key: str) -> str:
+    """A required name of at most 253 characters, as Kubernetes bounds object names and keys."""
+    value = ref.required_string(key)
+    if len(value) > MAX_NAME:
+        raise InvalidField(ref.at(key), f"must be at most {MAX_NAME} characters")
+    return value
+
+
+def _name_ref(ref: Fields) -> NameRef:
+    # `optional: null` is as absent, as the API server drops it.
+    return NameRef(name=_bounded(ref, "name"), optional=ref.boolean("optional"))
+
+
+def _key_selector(ref: Fields) -> KeySelector:
+    """One key of a Secret or ConfigMap, checked as Kubernetes checks a pod's, so that a
+    mistake is an error at its place in the file rather than a Job the API server refuses."""
+    name = _bounded(ref, "name")
+    if not OBJECT_NAME.fullmatch(name):
+        raise InvalidField(
+            ref.at("name"),
+            f"{name!r} is not a valid object name: lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit",
+        )
+    key = _bounded(ref, "key")
+    if not KEY_NAME.fullmatch(key):
+        raise InvalidField(
+            ref.at("key"), f"{key!r} is not a valid key: only letters, digits, '-', '_' and '.'"
+        )
+    if key == "." or key.startswith(".."):
+        raise InvalidField(ref.at("key"), f"{key!r} is not a valid key: {NOT_A_PATH}")
+    return KeySelector(name=name, key=key, optional=ref.boolean("optional"))
+
+
+NOT_A_PATH = "must not be '.' or start with '..'"
+"""Kubernetes' rule for keys beyond their pattern (a key becomes a file name in volumes)."""
+
+
 def _env_from(fields: Fields) -> list[EnvFromSource]:
     """`envFrom`: each entry exactly one of `secretRef`, `configMapRef`, with a `name`."""
     sources = []
     for index, raw in enumerate(fields.array("envFrom")):
         entry = Fields(raw, (*fields.at("envFrom"), index), ("secretRef", "configMapRef", "prefix"))
-        refs = {}
-        for key in ("secretRef", "configMapRef"):
-            if entry.raw(key) is not None:
-                ref = entry.mapping(key, ("name", "optional"))
-                name = ref.required_string("name")
-                if len(name) > 253:
-                    raise InvalidField(ref.at("name"), "must be at most 253 characters")
-                optional = ref.flag("optional", False) if "optional" in ref.given else None
-                refs[key] = NameRef(name=name, optional=optional)
-        if len(refs) != 1:
-            raise InvalidField(entry.path, "must name exactly one of secretRef, configMapRef")
+        refs = _one_of(entry, ("secretRef", "configMapRef"), ("name", "optional"), _name_ref)
         prefix = entry.string("prefix")
         if prefix is None and "prefix" in entry.given:
             raise InvalidField(entry.at("prefix"), "must be a string, not null")

@@ -2,7 +2,8 @@
 
 Rules (the CR overrides by name):
 - a CR job named like a devcontainer job overrides the fields it sets and inherits the
-  rest; `env` is overlaid key by key; `enabled: false` removes the job;
+  rest; `env` is overlaid key by key (a value replaces a Secret or ConfigMap key of the
+  same name, and the other way round); `enabled: false` removes the job;
 - other CR jobs are added after the devcontainer's, in CR order;
 - devcontainer jobs run the setup steps first unless the CR says `setup: false` or
   moves them to another image; CR-only jobs run them only with `setup: true`.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from devjobs.errors import DevjobsError
 
@@ -140,7 +140,8 @@ class JobConfig:
     image: str | None = None
     """None means "the environment's build image", filled in by the runner."""
     working_dir: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, EnvValue] = field(default_factory=dict)
+    """In order: a later value may refer to an earlier one as `$(NAME)` (in a cluster)."""
     timeout_seconds: Annotated[int, Schema((("exclusiveMinimum", 0),))] | None = None
     retries: Annotated[int, Schema((("minimum", 0),))] = 0
     setup: list[str] = field(default_factory=list)
@@ -203,6 +204,70 @@ class EnvFromSource:
     def __post_init__(self) -> None:
         if (self.secret_ref is None) == (self.config_map_ref is None):
             raise InvalidJob("envFrom", "each entry names exactly one of secretRef, configMapRef")
+
+    def describe(self) -> str:
+        """For messages: `Secret 'db'`, `ConfigMap 'flags' (prefix APP_)`."""
+        kind, ref = _which(self.secret_ref, self.config_map_ref)
+        prefix = f" (prefix {self.prefix})" if self.prefix else ""
+        return f"{kind} {ref.name!r}{prefix}"
+
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Secret's or ConfigMap's name as Kubernetes validates it (RFC 1123 subdomain)."""
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+"""A key of a Secret or ConfigMap as Kubernetes validates it. Kubernetes also refuses `.`
+and keys starting with `..`, which the reader checks: the API server reads a CRD's
+patterns as RE2, which has no look-ahead to say it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeySelector:
+    """`secretKeyRef` / `configMapKeyRef` of Kubernetes' EnvVarSource: one key of one
+    Secret or ConfigMap in the job's namespace."""
+
+    __pydantic_config__ = WIRE_CONFIG
+
+    name: Annotated[str, Schema((("minLength", 1), ("maxLength", 253), ("pattern", DNS_SUBDOMAIN)))]
+    key: Annotated[str, Schema((("minLength", 1), ("maxLength", 253), ("pattern", DATA_KEY)))]
+    optional: bool | None = field(default=None, metadata=OMIT_IF_NONE)
+    """true: the job starts without the variable when the object or key is missing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvVarSource:
+    """A variable taken from one key of a Secret or ConfigMap when the job's pod starts:
+    Kubernetes' EnvVarSource with exactly one of `secretKeyRef`, `configMapKeyRef`.
+    devjobs never reads the value; it masks a Secret's in kept logs."""
+
+    __pydantic_config__ = WIRE_CONFIG
+
+    secret_key_ref: KeySelector | None = field(default=None, metadata=OMIT_IF_NONE)
+    config_map_key_ref: KeySelector | None = field(default=None, metadata=OMIT_IF_NONE)
+
+    def __post_init__(self) -> None:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise InvalidJob(
+                "env", "a reference names exactly one of secretKeyRef, configMapKeyRef"
+            )
+
+    def describe(self) -> str:
+        """For messages: `key 'url' of Secret 'db'`."""
+        kind, ref = _which(self.secret_key_ref, self.config_map_key_ref)
+        return f"key {ref.key!r} of {kind} {ref.name!r}"
+
+
+EnvValue = str | EnvVarSource
+"""A job variable: its value, or the key of a Secret or ConfigMap the cluster takes it from."""
+
+R = TypeVar("R")
+
+
+def _which(secret: R | None, config_map: R | None) -> tuple[Literal["Secret", "ConfigMap"], R]:
+    """The kind and reference of a Secret-or-ConfigMap pair, of which one is set."""
+    if secret is not None:
+        return "Secret", secret
+    assert config_map is not None
+    return "ConfigMap", config_map
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ from devjobs.resolver.models import JobPlan
 from devjobs.runner.local.display import LiveDisplay, PlainDisplay
 from devjobs.runner.local.docker import DockerBackend, engine_reachable
 from devjobs.runner.local.executor import Backend, LocalRun, RunOptions
-from devjobs.runner.local.process import ProcessBackend
+from devjobs.runner.local.process import ProcessBackend, cluster_only
 from devjobs.runner.local.report import result_document
 from devjobs.runner.local.results import RunResult
 from devjobs.runner.local.schedule import Stage
@@ -63,7 +63,9 @@ def run_plan(
     stream = sys.stderr if json_output else sys.stdout
     single_source = len({job.source for job in plan.jobs}) <= 1
     jobs = [unit.job for stage in stages for unit in stage.units]
-    warnings = backend.warnings(jobs)
+    # Setup steps too: on the process backend they run with their own variables.
+    every = {job.key: job for s in stages for unit in s.units for job in (*unit.setup, unit.job)}
+    warnings = [*cluster_only(every.values()), *backend.warnings(jobs)]
     for warning in warnings:
         print(f"devjobs: warning: {warning}", file=sys.stderr)
     display: LiveDisplay | PlainDisplay

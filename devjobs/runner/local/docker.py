@@ -25,7 +25,7 @@ from pathlib import Path
 from devjobs.errors import DevjobsError
 from devjobs.kube.vocabulary import LABEL_JOB, LABEL_SOURCE, MANAGED_SELECTOR
 from devjobs.resolver.models import JobConfig
-from devjobs.runner.local.process import OutputSink, Step, start_step
+from devjobs.runner.local.process import OutputSink, Step, local_env, start_step
 
 MANAGED_BY_LABEL = MANAGED_SELECTOR
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -96,7 +96,7 @@ class DockerSandbox:
             "--workdir", self._job.working_dir,
             *self._user,
             *(["--network", self._network] if self._network else []),
-            *_env_flags(self._job.env),
+            *_env_flags(local_env(self._job)),
             "--entrypoint", "/bin/sh",
             self._image, "-c", KEEP_ALIVE,
         ]  # fmt: skip

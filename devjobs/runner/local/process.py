@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from devjobs.resolver.models import JobConfig
@@ -157,7 +157,7 @@ class ProcessBackend:
         """Any job can run as a process (whether its commands exist shows when it runs)."""
 
     def sandbox(self, job: JobConfig, checkout: Path) -> Sandbox:
-        return Sandbox(working_directory(job, checkout), {**self._base_env, **job.env})
+        return Sandbox(working_directory(job, checkout), {**self._base_env, **local_env(job)})
 
     def warnings(self, jobs: Sequence[JobConfig]) -> list[str]:
         if not jobs:
@@ -182,3 +182,29 @@ def working_directory(job: JobConfig, checkout: Path) -> Path:
     else:
         return checkout
     return candidate if candidate.is_dir() else checkout
+
+
+def local_env(job: JobConfig) -> dict[str, str]:
+    """The variables a local run sets for `job`: its values. Those it would take from the
+    cluster's Secrets and ConfigMaps are not there; `cluster_only` says which."""
+    return {name: value for name, value in job.env.items() if isinstance(value, str)}
+
+
+def cluster_only(jobs: Iterable[JobConfig]) -> list[str]:
+    """A warning per variable and envFrom entry a local run cannot give a job: they come
+    from Secrets and ConfigMaps in the environment's namespace, which a local run never
+    reads. Said, not dropped silently: the job may well fail without them."""
+    lines = []
+    for job in jobs:
+        lines += [
+            f"job {job.key}: {name} comes from {value.describe()}, which a local run "
+            "does not read: devjobs leaves it unset"
+            for name, value in job.env.items()
+            if not isinstance(value, str)
+        ]
+        lines += [
+            f"job {job.key}: envFrom names {source.describe()}, which a local run does not "
+            "read: devjobs sets none of its variables"
+            for source in job.env_from
+        ]
+    return lines
