@@ -6,10 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from devjobs.controller import gates
-from devjobs.controller.actions import ApplyWorkload, CreateJob, OpenGate, WriteConditions
+from devjobs.controller.actions import (
+    ApplyWorkload,
+    CreateJob,
+    OpenGate,
+    RecordOpenings,
+    WriteConditions,
+)
 from devjobs.controller.decide import reconcile
 from devjobs.controller.observe import Observed, gated_pod, observe
-from devjobs.kube.vocabulary import PREDEPLOY_GATE
+from devjobs.kube import openings
+from devjobs.kube.vocabulary import POD_TEMPLATE_HASH_LABEL, PREDEPLOY_GATE
 from devjobs.resolver.models import JobPlan, RunAs, Trigger
 from tests import catalyst
 from tests.catalyst import environment, job_plan, ready_condition
@@ -32,13 +39,17 @@ def pod(
     gates_: tuple[str, ...] = (PREDEPLOY_GATE,),
     inits: tuple[dict[str, Any], ...] = (),
     namespace: str = NS,
+    template: str | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [{"name": "web", "image": image}]}
     if gates_:
         spec["schedulingGates"] = [{"name": g} for g in gates_]
     if inits:
         spec["initContainers"] = [dict(c) for c in inits]
-    meta = {"name": name, "namespace": namespace, "uid": f"uid-{name}", "labels": {"app": "web"}}
+    labels = {"app": "web"}
+    if template is not None:
+        labels[POD_TEMPLATE_HASH_LABEL] = template
+    meta = {"name": name, "namespace": namespace, "uid": f"uid-{name}", "labels": labels}
     return {"metadata": meta, "spec": spec}
 
 
@@ -49,6 +60,7 @@ def observed(
     jobs: list[dict[str, Any]] | None = None,
     phase: str = "Provisioning",
     deployment: dict[str, Any] | None = None,
+    configmaps: list[dict[str, Any]] | None = None,
 ) -> Observed:
     status = {"phase": phase, "conditions": [ready_condition()]}
     env = environment("pr-1", NS, {"web": sha}, uid="uid-1", generation=2, status=status)
@@ -59,6 +71,7 @@ def observed(
         deployment=deployment or catalyst.deployment(namespace=NS, ready=False),
         jobs=jobs or [],
         gated_pods=pods,
+        configmaps=configmaps or [],
     )
 
 
@@ -158,3 +171,61 @@ def test_a_plan_without_pre_deploy_jobs_opens_at_once_and_held_counts_the_commit
     assert opened(observed([pod()], plan=plan)) == ["web-abc"]
     other = pod("web-old", image=f"r.example/web:{SHA2}")
     assert gates.held(observed([pod(), other]), {"web": SHA1}) == 1
+
+
+def recorded(obs: Observed) -> list[dict[str, Any]]:
+    """The record `reconcile` applies (as the API server would then hold it), if any."""
+    return [dict(a.manifest) for a in reconcile(obs) if isinstance(a, RecordOpenings)]
+
+
+def test_opening_a_pod_records_its_template_and_commit_first_and_only_once() -> None:
+    jobs = finished(observed([pod(template="h1")]))
+    actions = [
+        a for a in reconcile(observed([pod(template="h1")], jobs=jobs))
+        if isinstance(a, (RecordOpenings, OpenGate))
+    ]  # fmt: skip
+    assert [type(a) for a in actions] == [RecordOpenings, OpenGate]
+    record = dict(actions[0].manifest)  # type: ignore[union-attr]
+    obs = observed([pod(template="h1")], jobs=jobs, configmaps=[record])
+    assert obs.openings == (openings.Opening("h1", (SHA1,)),)
+    assert recorded(obs) == [] and opened(obs) == ["web-abc"]
+
+
+def test_a_replacement_of_a_pod_opened_at_an_earlier_commit_starts_while_the_new_one_fails() -> (
+    None
+):
+    """A drained node while the new commit's migrate fails: the previous version's pod
+    comes back and serves; the new template's pod stays held (and is what is counted)."""
+    first = finished(observed([pod(template="h1")]))
+    (record,) = recorded(observed([pod(template="h1")], jobs=first))
+    failed = finished(observed([], sha=SHA2), state="Failed")
+    again = pod("web-again", template="h1")
+    new = pod("web-new", template="h2")
+    obs = observed([again, new], sha=SHA2, jobs=[*first, *failed], configmaps=[record])
+    assert opened(obs) == ["web-again"]
+    assert recorded(obs) == []
+    assert gates.held(obs, {"web": SHA2}) == 1
+
+
+def test_a_replacement_of_a_template_opened_at_a_commit_that_failed_since_stays_gated() -> None:
+    first = finished(observed([pod(template="h1")]))
+    (record,) = recorded(observed([pod(template="h1")], jobs=first))
+    rerun_failed = finished(observed([], sha=SHA1), state="Failed")
+    for rerun in rerun_failed:  # a later run of SHA1's migrate, which failed
+        rerun["metadata"]["creationTimestamp"] = "2024-01-02T00:00:00Z"
+        rerun["metadata"]["name"] += "-2"
+    again = pod("web-again", template="h1")
+    obs = observed([again], sha=SHA2, jobs=[*first, *rerun_failed], configmaps=[record])
+    assert opened(obs) == []
+
+
+def test_an_unreadable_record_counts_as_none_and_the_record_keeps_the_newest_templates() -> None:
+    env = observed([]).environment
+    garbage = openings.configmap(env, ())
+    garbage["data"] = {openings.DATA_KEY: "{not json"}
+    assert openings.read_openings([garbage], env, NS) == ()
+    many: tuple[openings.Opening, ...] = ()
+    for index in range(openings.MAX_ENTRIES + 3):
+        many = openings.with_opening(many, f"h{index}", [SHA1])
+    assert len(many) == openings.MAX_ENTRIES and many[-1].template == f"h{index}"
+    assert openings.with_opening(many, "h5", [SHA2])[-1] == openings.Opening("h5", (SHA2,))

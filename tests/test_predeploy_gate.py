@@ -187,6 +187,24 @@ def test_production_new_pods_serve_only_after_their_commits_pre_deploy_succeeded
         assert f"held by the scheduling gate {PREDEPLOY_GATE}" in found["Job.app.smoke"]["message"]
         assert (cluster.environment(placed) or {})["status"]["phase"] == catalyst.PHASE_READY
 
+        # A drained node meanwhile: the previous pod's replacement, gated at admission as
+        # every new pod is, is of the template opened at the first commit: it starts and
+        # serves (the previous version keeps serving); the new image's pod stays held.
+        cluster.core.delete_namespaced_pod(old_pod, placed.target, grace_period_seconds=0)
+
+        def replaced() -> bool:
+            return any(
+                p.metadata.name != old_pod and p.spec.containers[0].image != new_image
+                and ready(p)
+                for p in web_pods(cluster, placed.target)
+            )  # fmt: skip
+
+        wait_until("the previous pod's replacement to serve", replaced, 90)
+        still = [
+            p for p in web_pods(cluster, placed.target) if p.spec.containers[0].image == new_image
+        ]
+        assert [p.metadata.name for p in still] == [new[0].metadata.name] and gated(still[0])
+
         # 3. A fixed commit (same image: the Deployment does not change): its migrate
         # succeeds, the held pod starts and replaces the previous one.
         set_commit(cluster, placed, third)

@@ -37,6 +37,7 @@ from devjobs.controller.actions import (
     PostCheckRun,
     PostStatus,
     RecordEvent,
+    RecordOpenings,
     SaveLogTail,
     WriteConditions,
 )
@@ -178,6 +179,10 @@ def execute(
             kube.apply(action.patch, field_manager=v.FIELD_MANAGER)
             counters.add("workload-apply")
             log.info("%s: applied init containers to %s", env.ref, action.patch["metadata"]["name"])
+        elif isinstance(action, RecordOpenings):
+            kube.apply(action.manifest, field_manager=v.FIELD_MANAGER)
+            counters.add("gate-record")
+            log.info("%s: recorded the pod templates opened", env.ref)
         elif isinstance(action, OpenGate):
             if open_gate(kube, env, action):
                 counters.add("gate-open")

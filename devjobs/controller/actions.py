@@ -48,6 +48,14 @@ class OpenGate:
 
 
 @dataclass(frozen=True)
+class RecordOpenings:
+    """Apply the record of the pod templates the gate was opened for (`kube.openings`),
+    before the pods it lets open are opened."""
+
+    manifest: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class WriteConditions:
     conditions: tuple[Mapping[str, Any], ...]
     remove: tuple[str, ...] = ()
@@ -120,6 +128,7 @@ Action = (
     | DeleteJob
     | ApplyWorkload
     | OpenGate
+    | RecordOpenings
     | SaveLogTail
     | WriteConditions
     | ClearManualRequest
@@ -132,6 +141,7 @@ ORDER: tuple[type, ...] = (
     DeleteJob,
     ApplyWorkload,
     CreateJob,
+    RecordOpenings,
     OpenGate,
     ClearManualRequest,
     SaveLogTail,

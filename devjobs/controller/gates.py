@@ -13,7 +13,11 @@ commit it belongs to succeeded:
   target namespace, is seen not to have succeeded (it failed, or still runs);
 - any other pod (production and development mode: the operator's pod template names no
   commit, and a new commit alone does not change it) belongs to the commit the
-  Environment is at when devjobs opens it: the current one.
+  Environment is at when devjobs opens it: the current one. devjobs records the pod's
+  template and that commit (`kube.openings`) before it opens the pod, so that a later pod
+  of the same template (a replacement: a drained node, a deleted pod) is known as one
+  of that earlier commit and opens unless that commit is blocked, even while the
+  current commit's PreDeploy jobs fail.
 
 A pod of the current commit opens only when it also runs the commit's `runAs:
 InitContainer` jobs (devjobs' init containers as `kube.workload` applies them): when the
@@ -30,12 +34,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from devjobs.controller.actions import OpenGate
+from devjobs.controller.actions import OpenGate, RecordOpenings
 from devjobs.controller.observe import GatedPod, Observed
 from devjobs.kube import vocabulary as v
 from devjobs.kube.conditions import is_sha
 from devjobs.kube.jobs import newest
 from devjobs.kube.jobstate import Phase, runs_as
+from devjobs.kube.openings import Opening, configmap, with_opening
 from devjobs.resolver.models import Trigger
 
 
@@ -73,30 +78,49 @@ def blocked_commits(observed: Observed) -> set[str]:
     }
 
 
+def replaced(pod: GatedPod, observed: Observed, now: set[str]) -> Opening | None:
+    """The opening of the pod's template at an earlier commit, when the pod names no
+    commit itself: it replaces a pod devjobs opened before (`kube.openings`)."""
+    if pod_commits(pod) or not pod.template:
+        return None
+    for opening in observed.openings:
+        if opening.template == pod.template and not set(opening.commits) <= now:
+            return opening
+    return None
+
+
 def open_gates(
     observed: Observed,
     current: Mapping[str, str],
     *,
     pre_deploy_done: bool,
     wanted_inits: Sequence[Mapping[str, Any]],
-) -> list[OpenGate]:
-    """The gated pods to open this round (see the module doc). `pre_deploy_done`: the
+) -> list[RecordOpenings | OpenGate]:
+    """The gated pods to open this round (see the module doc), after the record of the
+    templates opened at the current commit when it changes. `pre_deploy_done`: the
     current commit's PreDeploy point fired and its Jobs all succeeded; `wanted_inits`:
     the init containers of its InitContainer jobs (as rendered for the workload)."""
     now = {c for c in current.values() if c}
     blocked: set[str] | None = None
-    actions: list[OpenGate] = []
+    record = observed.openings
+    opened: list[OpenGate] = []
     for pod in observed.gated_pods:
         tags = pod_commits(pod)
-        if not tags or any(_names(t, c) for t in tags for c in now):
+        earlier = replaced(pod, observed, now)
+        if earlier is None and (not tags or any(_names(t, c) for t in tags for c in now)):
             ok = pre_deploy_done and runs_inits(pod, wanted_inits)
+            if ok and not tags and pod.template:
+                record = with_opening(record, pod.template, now)
         else:
             if blocked is None:
                 blocked = blocked_commits(observed)
-            ok = not any(_names(t, c) for t in tags for c in blocked)
+            named = earlier.commits if earlier is not None else tags
+            ok = not any(_names(t, c) for t in named for c in blocked)
         if ok:
-            actions.append(OpenGate(pod.name, pod.uid, pod.gate_index))
-    return actions
+            opened.append(OpenGate(pod.name, pod.uid, pod.gate_index))
+    if record == observed.openings:
+        return list(opened)
+    return [RecordOpenings(configmap(observed.environment, record)), *opened]
 
 
 def held(observed: Observed, current: Mapping[str, str]) -> int:
@@ -105,5 +129,6 @@ def held(observed: Observed, current: Mapping[str, str]) -> int:
     return sum(
         1
         for pod in observed.gated_pods
-        if not pod_commits(pod) or any(_names(t, c) for t in pod_commits(pod) for c in now)
+        if replaced(pod, observed, now) is None
+        and (not pod_commits(pod) or any(_names(t, c) for t in pod_commits(pod) for c in now))
     )

@@ -183,7 +183,7 @@ class Controller:
         ("WorkloadPod", "v1", "Pod", "/api/v1", "pods"),
         # The workload's pods not yet scheduled: those devjobs' PreDeploy gate holds.
         ("GatedPod", "v1", "Pod", "/api/v1", "pods"),
-        # Kept log records (kube.logstore): which Job's logs each one holds.
+        # Kept log records (kube.logstore), and the PreDeploy gate's record (kube.openings).
         ("ConfigMap", "v1", "ConfigMap", "/api/v1", "configmaps"),
         ("Deployment", "apps/v1", "Deployment", "/apis/apps/v1", "deployments"),
     )  # fmt: skip
@@ -203,7 +203,7 @@ class Controller:
                 "label_selector": "=".join(catalyst.WORKLOAD_POD_LABEL),
                 "field_selector": "spec.nodeName=",
             },
-            "ConfigMap": {"label_selector": v.LOG_SELECTOR},
+            "ConfigMap": {"label_selector": v.CONFIGMAP_SELECTOR},
             "Deployment": {"field_selector": f"metadata.name={self.config.workload}"},
         }.get(name, {})
 
@@ -395,7 +395,7 @@ class Controller:
             jobs=jobs,
             pods=in_ns("Pod"),
             workload_pods=in_ns("WorkloadPod"),
-            log_configmaps=in_ns("ConfigMap"),
+            configmaps=in_ns("ConfigMap"),
             workload_name=self.config.workload,
             gated_pods=in_ns("GatedPod"),
         )

@@ -20,6 +20,7 @@ from devjobs.kube import naming
 from devjobs.kube import vocabulary as v
 from devjobs.kube.jobs import JobObs, LogTail, belongs_to, jobs_with_pods, log_tails
 from devjobs.kube.jobstate import InitContainerRun, init_runs
+from devjobs.kube.openings import Opening, read_openings
 from devjobs.kube.podspec import RuntimeContext, runtime_context
 from devjobs.resolver import environment as envmod
 from devjobs.resolver.models import JobPlan
@@ -106,6 +107,8 @@ class GatedPod:
     """Its containers' images (in helm mode tagged with the commit they were built at)."""
     init_containers: tuple[tuple[str, str], ...] = ()
     """(name, canonical JSON) of each init container: which InitContainer jobs it runs."""
+    template: str = ""
+    """Its pod template hash (`pod-template-hash`): which of the workload's templates."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class Observed:
     check runs for it (None: not set, or not a positive integer)."""
     gated_pods: tuple[GatedPod, ...] = ()
     """Workload pods of the target namespace that devjobs' gate holds (`controller.gates`)."""
+    openings: tuple[Opening, ...] = ()
+    """The pod templates devjobs opened the gate for, and at which commits (`kube.openings`)."""
 
 
 # --- builders from API JSON ---------------------------------------------------------
@@ -207,6 +212,7 @@ def gated_pod(pod: Mapping[str, Any]) -> GatedPod | None:
             (str(_map(c).get("name", "")), json.dumps(c, sort_keys=True))
             for c in _list(spec.get("initContainers"))
         ),
+        template=str(_map(meta.get("labels")).get(v.POD_TEMPLATE_HASH_LABEL, "")),
     )
 
 
@@ -281,7 +287,7 @@ def observe(
     jobs: Sequence[Mapping[str, Any]] = (),
     pods: Sequence[Mapping[str, Any]] = (),
     workload_pods: Sequence[Mapping[str, Any]] = (),
-    log_configmaps: Sequence[Mapping[str, Any]] = (),
+    configmaps: Sequence[Mapping[str, Any]] = (),
     workload_name: str = catalyst.WORKLOAD_DEPLOYMENT,
     gated_pods: Sequence[Mapping[str, Any]] = (),
 ) -> Observed:
@@ -317,7 +323,8 @@ def observe(
         jobs=tuple(jobs_with_pods(own, pods)),
         manual=manual_request(env_obj),
         workload_name=workload_name,
-        log_tails=log_tails(log_configmaps, env, namespace),
+        log_tails=log_tails(configmaps, env, namespace),
+        openings=read_openings(configmaps, env, namespace),
         runtime=runtime_context(
             deployment, env.main_container(catalyst.template_type(project, env.type)), env.url
         ),

@@ -120,6 +120,12 @@ ANNOTATION_ENVIRONMENT = key("environment")
 """On a log record: the Environment's exact name (labels may have to shorten it)."""
 LOG_RECORD_PREFIX = "devjobs-log-"
 
+# --- the PreDeploy gate's record (kube.openings) ------------------------------------------
+
+OPENINGS_COMPONENT = "predeploy-openings"
+OPENINGS_PREFIX = "devjobs-openings-"
+CONFIGMAP_SELECTOR = f"{LABEL_COMPONENT} in ({LOG_COMPONENT},{OPENINGS_COMPONENT})"
+"""The controller's ConfigMaps in jobs namespaces: log records and gate records."""
 ANNOTATION_GENERATED_FROM = key("generated-from")
 """On the jobs-aware Project CRD that `python -m devjobs.schemas` writes: what it adds."""
 
@@ -127,3 +133,5 @@ ANNOTATION_GENERATED_FROM = key("generated-from")
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 """Set by the Job controller on a Job's pods."""
+POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
+"""Set by the Deployment controller on a ReplicaSet's pods: which pod template they are."""
