@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from devjobs import catalyst
-from devjobs.kube.vocabulary import PREDEPLOY_GATE
-from devjobs.resolver.models import JobPlan, Trigger
+from devjobs.kube.vocabulary import INIT_PREFIX, PREDEPLOY_GATE
+from devjobs.resolver.models import JobPlan, RunAs, Trigger
 from tests.catalyst import job_config, job_plan
 from tests.cluster.catalyst_operator import CatalystOperator
 from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
@@ -37,7 +37,14 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     wait_until,
 )
 from tests.test_controller_deploy import REPO, kubectl
-from tests.test_devjobs_under_catalyst import conditions, devjobs_controller, wait_condition
+from tests.test_devjobs_under_catalyst import (
+    MODES,
+    Stage,
+    conditions,
+    devjobs_controller,
+    stage,  # noqa: F401 (fixture)
+    wait_condition,
+)
 
 pytestmark = pytest.mark.tier2
 POLICY = REPO / "deploy/predeploy-gate.yaml"
@@ -296,3 +303,99 @@ def test_development_the_first_pod_waits_for_pre_deploy_and_a_fixed_commit_opens
         (served,) = web_pods(cluster, placed.target)
         assert served.metadata.name == pod.metadata.name and not gated(served)
         wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
+
+
+def init_plan(image: str, url: str, failing: frozenset[str] = frozenset()) -> Any:
+    """The resolver: PreDeploy `seed` as an init container of the workload (failing at the
+    commits in `failing`), and a PostDeploy `smoke`."""
+
+    def resolve(project: Any, env: Any, cache: Any) -> JobPlan:
+        sha = env["spec"]["sources"][0]["commitSha"]
+        script = "echo seed failed; exit 1" if sha in failing else "echo seeded"
+        return job_plan(
+            {"app": url},
+            job_config("seed", Trigger.PRE_DEPLOY, "app", script, image, "/workspaces/app",
+                       run_as=RunAs.INIT_CONTAINER),
+            job_config("smoke", Trigger.POST_DEPLOY, "app", "echo smoke ok", image,
+                       "/workspaces/app"),
+        )  # fmt: skip
+
+    return resolve
+
+
+def runs_seed(pod: Any) -> bool:
+    return any(c.name.startswith(INIT_PREFIX) for c in pod.spec.init_containers or [])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_init_container_job_runs_in_the_workloads_pods_before_they_serve(
+    kube_api: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    stage: Stage,  # noqa: F811
+    gate_policy: None,
+    namespace: str,
+    mode: str,
+) -> None:
+    """`runAs: InitContainer`: devjobs adds the job to the workload's pod template (the
+    operator's Deployment, or the chart's); the pods that serve are those that ran it,
+    opened by the gate, and PostDeploy follows."""
+    placed = stage.place(mode, namespace)
+    resolver = init_plan(kube_node.test_image, f"git://{namespace}/app")
+    with devjobs_controller(kube_api, namespace, resolver=resolver):
+        found = wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
+        assert found["Job.app.seed"]["status"] == "True", found
+        assert found["Job.app.smoke"]["status"] == "True", found
+
+        def served() -> bool:
+            live = web_pods(cluster, placed.target)
+            return bool(live) and all(runs_seed(p) and ready(p) for p in live)
+
+        wait_until("only pods that ran the init container to serve", served, 60)
+        assert not any(gated(p) for p in web_pods(cluster, placed.target))
+
+
+def test_production_a_failing_init_container_job_after_the_operator_replaced_the_spec_keeps_the_previous_pod_serving(  # noqa: E501
+    kube_api: Any,
+    kube_node: Any,
+    cluster: Cluster,  # noqa: F811
+    app_server: AppServer,  # noqa: F811
+    catalyst_operator: CatalystOperator,
+    gate_policy: None,
+    namespace: str,
+) -> None:
+    """A new image makes the operator replace the whole Deployment spec, devjobs' init
+    container with it: that spec's pod stays gated while devjobs applies the init
+    container again; the new commit's fails, so the new pod never serves and the previous
+    one (which ran the first commit's) does."""
+    repo, url, first = app_server.repo()
+    repo.write("index.html", "second\n")
+    second = repo.commit("second")
+    cluster.create_project(namespace, "shop", url, production_templates())
+    placed = cluster.create_environment(
+        namespace, "shop", "pr-7", "deployment", first, catalyst.MODE_PRODUCTION
+    )
+    resolver = init_plan(kube_node.test_image, url, failing=frozenset({second}))
+    with devjobs_controller(kube_api, namespace, resolver=resolver):
+        wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
+        (old,) = web_pods(cluster, placed.target)
+        assert runs_seed(old) and ready(old)
+
+        new_image = catalyst_operator.import_web_image("devjobs.test/web:3")
+        cluster.custom.patch_namespaced_custom_object(
+            catalyst.GROUP, catalyst.VERSION, namespace, "environments", placed.name,
+            {"spec": {"config": {"image": new_image},
+                      "sources": [{"name": SOURCE, "commitSha": second, "branch": "main"}]}},
+        )  # fmt: skip
+        wait_condition(cluster, namespace, placed.name, "Job.app.seed", "False")
+        time.sleep(5)
+        pods = web_pods(cluster, placed.target)
+        new = [p for p in pods if p.spec.containers[0].image == new_image]
+        assert new and not any(ready(p) for p in new), pods
+        # Only pods of the re-applied spec (with the init container) ever left the gate.
+        assert all(runs_seed(p) for p in new if not gated(p)), new
+        (serving,) = [p for p in pods if ready(p)]
+        assert serving.metadata.name == old.metadata.name
+        found = conditions(cluster, namespace, placed.name)
+        assert found["Job.app.seed"]["message"].startswith(f"commit {second[:7]}"), found
+        assert found["JobsSucceeded"]["status"] == "False"
