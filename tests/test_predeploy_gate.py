@@ -248,7 +248,11 @@ def test_helm_the_charts_pods_wait_for_their_commits_pre_deploy_and_a_fix_opens_
     repo.write("index.html", "fixed\n")
     fixed = repo.commit("fixed")
     catalyst_operator.import_web_image(catalyst.build_image("shop", "web", placed.name, fixed))
-    resolver = plan_for_commit(kube_node.test_image, "git://shop/app", failing={placed.commit})
+    repo.write("index.html", "broken again\n")
+    broken = repo.commit("broken")
+    catalyst_operator.import_web_image(catalyst.build_image("shop", "web", placed.name, broken))
+    failing = {placed.commit, broken}
+    resolver = plan_for_commit(kube_node.test_image, "git://shop/app", failing=failing)
     with devjobs_controller(kube_api, namespace, resolver=resolver):
         # 1. The first commit's migrate fails: the chart's pod is never scheduled.
         wait_held(cluster, namespace, placed.name)
@@ -271,6 +275,18 @@ def test_helm_the_charts_pods_wait_for_their_commits_pre_deploy_and_a_fix_opens_
         wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         found = conditions(cluster, namespace, placed.name)
         assert found["Job.app.smoke"]["message"].startswith(f"commit {fixed[:7]}")
+
+        # 3. A commit whose migrate fails again: built and upgraded, its pod stays gated
+        # and the fixed commit's pod keeps serving.
+        set_commit(cluster, placed, broken)
+        wait_condition(cluster, namespace, placed.name, "PreDeployJobsSucceeded", "False")
+        wait_held(cluster, namespace, placed.name)
+        time.sleep(5)
+        live = web_pods(cluster, placed.target)
+        held = [p for p in live if p.spec.containers[0].image.endswith(f":{broken}")]
+        assert len(held) == 1 and gated(held[0]) and not held[0].spec.node_name, live
+        (still,) = [p for p in live if ready(p)]
+        assert still.spec.containers[0].image.endswith(f":{fixed}")
 
 
 def test_development_the_first_pod_waits_for_pre_deploy_and_a_fixed_commit_opens_it(
