@@ -35,10 +35,23 @@ import pytest
 import yaml
 
 from devjobs import catalyst
+from devjobs.kube.client import Kube
+from devjobs.kube.logstore import read_log_tail
 from tests.catalyst import Catalyst, container, project_job, source_repo, wait
+from tests.cluster import crds
+from tests.cluster.catalyst_operator import CatalystOperator
 from tests.cluster.node import POD_CIDR, Node
 from tests.controller_image import build
 from tests.gitserver import RepoRoot, _server_env
+from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
+    READY_TIMEOUT,
+    SOURCE,
+    AppServer,
+    Cluster,
+    app_server,
+    production_templates,
+    set_commit,
+)
 from tests.test_controller_deploy import REPO, kubectl
 
 pytestmark = pytest.mark.tier2
@@ -261,13 +274,15 @@ def installed(
 
     core: Any = client.CoreV1Api(kube_client)
     suffix = f"{random.getrandbits(16):04x}"
-    namespaces = [f"e2e-lifecycle-{suffix}", f"e2e-initfail-{suffix}"]
-    # The Environments here are unlabelled (the test plays Catalyst), so their jobs run in
-    # their own namespaces: labelled as Catalyst labels its environment namespaces, where
-    # deploy/admission.yaml lets the controller write.
+    namespaces = [f"e2e-lifecycle-{suffix}", f"e2e-initfail-{suffix}", f"e2e-team-{suffix}"]
+    # The first two Environments are unlabelled (the test plays Catalyst), so their jobs
+    # run in their own namespaces: labelled as Catalyst labels its environment namespaces,
+    # where deploy/admission.yaml lets the controller write. The third is a team namespace
+    # of the real operator, which makes and labels the target namespaces itself.
     labels = {catalyst.NAMESPACE_TYPE_LABEL: catalyst.NAMESPACE_TYPE_ENVIRONMENT}
-    for ns in namespaces:
+    for ns in namespaces[:2]:
         core.create_namespace({"metadata": {"name": ns, "labels": labels}})
+    core.create_namespace({"metadata": {"name": namespaces[2]}})
     bring_up_pod_network(kube_client, namespaces[0], kube_node.test_image)
     root = tmp_path_factory.mktemp("e2e-git")
     root.chmod(0o755)
@@ -390,3 +405,89 @@ def test_an_init_container_job_failing_in_the_workload_pod_becomes_false_failed(
     # The pods it read are labelled for it; the label came with the init containers.
     web: Any = catalyst.apps.read_namespaced_deployment("web", catalyst.ns)
     assert web.spec.template.metadata.labels["devjobs.dev/workload"] == "pr-1"
+
+
+def test_the_installed_controller_pod_runs_a_real_operators_environment_across_two_commits(
+    installed: Installed,
+    kube_client: Any,
+    kube_node: Any,
+    catalyst_operator: CatalystOperator,
+    app_server: AppServer,  # noqa: F811
+) -> None:
+    """devjobs as users install it (`deploy/`: its RBAC, admission policies and the
+    PreDeploy gate) under the real Catalyst operator (production mode): the pod resolves
+    the Project's jobs from the team namespace and the repository, runs them in the target
+    namespace, opens the gate of the operator's pod, and at a second commit runs them
+    again, its log records replaced."""
+    team = installed.namespaces[2]
+    cluster = Cluster(kube_client)
+    # Catalyst's own Project CRD (the operator's fixture installs it) prunes `jobs`.
+    crds.install(kube_client, crds.project_crd_files())
+    image = kube_node.test_image
+    repo, url, first = app_server.repo()
+    repo.write(".devcontainer/devcontainer.json", json.dumps({"image": image}))
+    first = repo.commit("devcontainer")
+    cluster.create_project(team, "shop", url, production_templates())
+    jobs = [
+        project_job("check", "PostBuild", ["sh", "-c", "echo checked $(cat index.html)"], image),
+        project_job("migrate", "PreDeploy", ["sh", "-c", "echo migrated"], image),
+        project_job("smoke", "PostDeploy", ["sh", "-c", "echo smoke ok"], image),
+    ]
+    cluster.custom.patch_namespaced_custom_object(
+        catalyst.GROUP, catalyst.VERSION, team, "projects", "shop",
+        {"spec": {"sources": [{"name": SOURCE, "repositoryUrl": url, "branch": "main",
+                               "jobs": jobs}]}},
+    )  # fmt: skip
+    placed = cluster.create_environment(
+        team, "shop", "pr-1", "deployment", first, catalyst.MODE_PRODUCTION
+    )
+    kube = Kube(kube_client)
+
+    def why() -> str:
+        env = cluster.environment(placed) or {}
+        return (f"conditions: {json.dumps((env.get('status') or {}).get('conditions'))}\n"
+                f"controller:\n{installed.pod_log()}")  # fmt: skip
+
+    def succeeded_at(sha: str) -> Callable[[], bool]:
+        def done() -> bool:
+            env = cluster.environment(placed) or {}
+            found = {c["type"]: c for c in (env.get("status") or {}).get("conditions") or []}
+            jobs = found.get("JobsSucceeded", {})
+            return bool(
+                jobs.get("status") == "True" and jobs["message"].startswith(f"commit {sha[:7]}")
+            )
+
+        return done
+
+    try:
+        wait("every job at the first commit", succeeded_at(first), READY_TIMEOUT, why)
+        (pod,) = [p for p in cluster.core.list_namespaced_pod(placed.target,
+                  label_selector="app=web").items]  # fmt: skip
+        assert not pod.spec.scheduling_gates and cluster.phase(placed) == catalyst.PHASE_READY
+        records = kube.list(f"/api/v1/namespaces/{placed.target}/configmaps",
+                            "devjobs.dev/component")["items"]  # fmt: skip
+        kinds = sorted(r["metadata"]["labels"]["devjobs.dev/component"] for r in records)
+        assert kinds == ["log-tail"] * 3 + ["predeploy-openings"], kinds
+
+        repo.write("index.html", "the second commit\n")
+        second = repo.commit("second")
+        set_commit(cluster, placed, second)
+        wait("every job at the second commit", succeeded_at(second), READY_TIMEOUT, why)
+        wait(
+            "the second run's log record",
+            lambda: (
+                "the second commit"
+                in "".join(read_log_tail(kube, placed.target, placed.name, "app/check").values())
+            ),
+            60,
+            why,
+        )
+        events = kube.list(f"/api/v1/namespaces/{team}/events")["items"]
+        warnings = [e["message"] for e in events if e.get("type") == "Warning"]
+        assert warnings == [], warnings
+    finally:
+        cluster.custom.delete_namespaced_custom_object(
+            catalyst.GROUP, catalyst.VERSION, team, "environments", placed.name
+        )
+        wait("the target namespace to be gone",
+             lambda: not cluster.namespace_exists(placed.target), 120, why)  # fmt: skip
