@@ -488,6 +488,8 @@ def test_the_component_replaces_the_policy_by_the_webhook_the_controller_serves(
     assert {flags["--gate-webhook-cert"], flags["--gate-webhook-key"]} == {
         f"{mount['mountPath']}/tls.crt", f"{mount['mountPath']}/tls.key"
     }  # fmt: skip
+    # Reviews go to replicas that listen: Ready is the webhook port accepting.
+    assert container["readinessProbe"]["tcpSocket"]["port"] == port["targetPort"]
     # The default install's flags and ports are all still there.
     default = yaml.safe_load((REPO / "deploy/deployment.yaml").read_text())
     (before,) = default["spec"]["template"]["spec"]["containers"]
