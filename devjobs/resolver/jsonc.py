@@ -28,14 +28,17 @@ the stack of recursive consumers."""
 
 # The cleaner's regex matches a "gap" of text it keeps (everything but comments and
 # trailing commas; strings whole, so nothing inside them counts), then the comment or
-# trailing comma that ends it, so Python code runs per comment, not per token.
-# Possessive quantifiers: a gap can always stop at the next comment, comma or end,
-# so nothing ever needs to backtrack.
+# trailing comma that ends it, so Python code runs per comment, not per token. A gap can
+# always stop at the next comment, comma or end, so the match never fails and nothing
+# backtracks. No possessive quantifiers or atomic groups: Python 3.11's before 3.11.5
+# (Debian 12 has 3.11.2) skip text with them. A comment in the trailing-comma look-ahead
+# cannot end early instead: a block comment cannot contain `*/`, a line comment runs to
+# the end of its line.
 _JSON_WS = r"[ \t\n\r]"
-_COMMENT = r"(?>//[^\n]*|/\*[\s\S]*?\*/)"  # atomic: a comment never ends early
+_COMMENT = r"(?://[^\n]*(?![^\n])|/\*(?:[^*]|\*(?!/))*\*/)"
 _BEFORE_CLOSING = rf"(?:{_JSON_WS}|{_COMMENT})*[\]}}]"
 _TOKEN = re.compile(
-    rf'(?P<gap>(?:[^"/,]++|"(?:[^"\\\n]|\\.)*+"?|,(?!{_BEFORE_CLOSING})|/(?![/*]))*+)'
+    rf'(?P<gap>(?:[^"/,]+|"(?:[^"\\\n]|\\.)*"?|,(?!{_BEFORE_CLOSING})|/(?![/*]))*)'
     rf"(?:(?P<comment>//[^\n]*|/\*[\s\S]*?(?:\*/|\Z))|(?P<comma>,)|\Z)"
 )
 _NOT_NEWLINE = re.compile(r"[^\n]")
