@@ -53,6 +53,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     set_commit,
 )
 from tests.test_controller_deploy import REPO, kubectl
+from tests.test_devjobs_under_catalyst import conditions
 
 pytestmark = pytest.mark.tier2
 
@@ -444,15 +445,12 @@ def test_the_installed_controller_pod_runs_a_real_operators_environment_across_t
     kube = Kube(kube_client)
 
     def why() -> str:
-        env = cluster.environment(placed) or {}
-        return (f"conditions: {json.dumps((env.get('status') or {}).get('conditions'))}\n"
-                f"controller:\n{installed.pod_log()}")  # fmt: skip
+        found = conditions(cluster, team, placed.name)
+        return f"conditions: {json.dumps(found)}\ncontroller:\n{installed.pod_log()}"
 
     def succeeded_at(sha: str) -> Callable[[], bool]:
         def done() -> bool:
-            env = cluster.environment(placed) or {}
-            found = {c["type"]: c for c in (env.get("status") or {}).get("conditions") or []}
-            jobs = found.get("JobsSucceeded", {})
+            jobs = conditions(cluster, team, placed.name).get("JobsSucceeded", {})
             return bool(
                 jobs.get("status") == "True" and jobs["message"].startswith(f"commit {sha[:7]}")
             )

@@ -95,21 +95,27 @@ def gate_policy(kube_api: Any, kube_client: Any) -> Iterator[None]:
         core.delete_namespace(probe_ns)
 
 
-def plan_for_commit(image: str, url: str, failing: set[str]) -> Any:
-    """The resolver: a plan whose PreDeploy `migrate` fails at the commits in `failing`."""
+def plan_for_commit(
+    image: str,
+    url: str,
+    failing: set[str] | frozenset[str] = frozenset(),
+    *,
+    job: str = "migrate",
+    run_as: RunAs = RunAs.JOB,
+) -> Any:
+    """The resolver: a plan whose PreDeploy `job` (run as `run_as`) fails at the commits
+    in `failing`, and a PostDeploy `smoke`."""
 
     def resolve(project: Any, env: Any, cache: Any) -> JobPlan:
         sha = env["spec"]["sources"][0]["commitSha"]
-        migrate = "echo migrate failed; exit 1" if sha in failing else "echo migrated"
-
-        def job(name: str, trigger: Trigger, script: str) -> Any:
-            return job_config(name, trigger, "app", script, image, "/workspaces/app")
-
+        script = f"echo {job} failed; exit 1" if sha in failing else f"echo {job} done"
         return job_plan(
             {"app": url},
-            job("migrate", Trigger.PRE_DEPLOY, migrate),
-            job("smoke", Trigger.POST_DEPLOY, "echo smoke ok"),
-        )
+            job_config(job, Trigger.PRE_DEPLOY, "app", script, image, "/workspaces/app",
+                       run_as=run_as),
+            job_config("smoke", Trigger.POST_DEPLOY, "app", "echo smoke ok", image,
+                       "/workspaces/app"),
+        )  # fmt: skip
 
     return resolve
 
@@ -321,24 +327,6 @@ def test_development_the_first_pod_waits_for_pre_deploy_and_a_fixed_commit_opens
         wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
 
 
-def init_plan(image: str, url: str, failing: frozenset[str] = frozenset()) -> Any:
-    """The resolver: PreDeploy `seed` as an init container of the workload (failing at the
-    commits in `failing`), and a PostDeploy `smoke`."""
-
-    def resolve(project: Any, env: Any, cache: Any) -> JobPlan:
-        sha = env["spec"]["sources"][0]["commitSha"]
-        script = "echo seed failed; exit 1" if sha in failing else "echo seeded"
-        return job_plan(
-            {"app": url},
-            job_config("seed", Trigger.PRE_DEPLOY, "app", script, image, "/workspaces/app",
-                       run_as=RunAs.INIT_CONTAINER),
-            job_config("smoke", Trigger.POST_DEPLOY, "app", "echo smoke ok", image,
-                       "/workspaces/app"),
-        )  # fmt: skip
-
-    return resolve
-
-
 def runs_seed(pod: Any) -> bool:
     return any(c.name.startswith(INIT_PREFIX) for c in pod.spec.init_containers or [])
 
@@ -357,7 +345,9 @@ def test_an_init_container_job_runs_in_the_workloads_pods_before_they_serve(
     operator's Deployment, or the chart's); the pods that serve are those that ran it,
     opened by the gate, and PostDeploy follows."""
     placed = stage.place(mode, namespace)
-    resolver = init_plan(kube_node.test_image, f"git://{namespace}/app")
+    resolver = plan_for_commit(
+        kube_node.test_image, f"git://{namespace}/app", job="seed", run_as=RunAs.INIT_CONTAINER
+    )
     with devjobs_controller(kube_api, namespace, resolver=resolver):
         found = wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         assert found["Job.app.seed"]["status"] == "True", found
@@ -391,7 +381,9 @@ def test_production_a_failing_init_container_job_after_the_operator_replaced_the
     placed = cluster.create_environment(
         namespace, "shop", "pr-7", "deployment", first, catalyst.MODE_PRODUCTION
     )
-    resolver = init_plan(kube_node.test_image, url, failing=frozenset({second}))
+    resolver = plan_for_commit(
+        kube_node.test_image, url, {second}, job="seed", run_as=RunAs.INIT_CONTAINER
+    )
     with devjobs_controller(kube_api, namespace, resolver=resolver):
         wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         (old,) = web_pods(cluster, placed.target)

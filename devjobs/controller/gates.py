@@ -103,7 +103,7 @@ def open_gates(
     now = {c for c in current.values() if c}
     blocked: set[str] | None = None
     record = observed.openings
-    opened: list[OpenGate] = []
+    actions: list[RecordOpenings | OpenGate] = []
     for pod in observed.gated_pods:
         tags = pod_commits(pod)
         earlier = replaced(pod, observed, now)
@@ -117,10 +117,10 @@ def open_gates(
             named = earlier.commits if earlier is not None else tags
             ok = not any(_names(t, c) for t in named for c in blocked)
         if ok:
-            opened.append(OpenGate(pod.name, pod.uid, pod.gate_index))
-    if record == observed.openings:
-        return list(opened)
-    return [RecordOpenings(configmap(observed.environment, record)), *opened]
+            actions.append(OpenGate(pod.name, pod.uid, pod.gate_index))
+    if record != observed.openings:
+        actions.insert(0, RecordOpenings(configmap(observed.environment, record)))
+    return actions
 
 
 def held(observed: Observed, current: Mapping[str, str]) -> int:

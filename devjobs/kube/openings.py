@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devjobs import catalyst
 from devjobs.kube import naming
 from devjobs.kube import vocabulary as v
-from devjobs.resolver.environment import KIND, Environment
+from devjobs.kube.render import owner_or_origin
+from devjobs.resolver.environment import Environment
 
 DATA_KEY = "openings.json"
 MAX_ENTRIES = 16
@@ -38,7 +38,7 @@ class Opening:
 
 def record_name(environment: str) -> str:
     """The record's ConfigMap name: one per Environment (a jobs namespace may hold many)."""
-    return naming.dns_label(v.OPENINGS_PREFIX.rstrip("-"), environment)
+    return naming.dns_label(v.OPENINGS_NAME, environment)
 
 
 def read_openings(
@@ -82,21 +82,10 @@ def configmap(env: Environment, openings: Sequence[Opening]) -> dict[str, Any]:
             v.LABEL_COMPONENT: v.OPENINGS_COMPONENT,
             v.LABEL_ENVIRONMENT: naming.label_value(env.name),
         },
-        "annotations": {v.ANNOTATION_ENVIRONMENT: env.name},
+        "annotations": {v.ANNOTATION_ENVIRONMENT: env.name, **owner_or_origin(env)},
     }
-    if env.place.owned:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": catalyst.API_VERSION,
-                "kind": KIND,
-                "name": env.name,
-                "uid": env.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-    else:
-        metadata["annotations"][v.ANNOTATION_ENVIRONMENT_NAMESPACE] = env.namespace
+    if env.uid and env.place.owned:
+        metadata["ownerReferences"] = [env.owner_reference()]
     entries = [{"template": o.template, "commits": list(o.commits)} for o in openings]
     return {
         "apiVersion": "v1",

@@ -123,7 +123,8 @@ LOG_RECORD_PREFIX = "devjobs-log-"
 # --- the PreDeploy gate's record (kube.openings) ------------------------------------------
 
 OPENINGS_COMPONENT = "predeploy-openings"
-OPENINGS_PREFIX = "devjobs-openings-"
+OPENINGS_NAME = "devjobs-openings"
+"""The record's ConfigMap name, before `-<environment>` (`kube.openings.record_name`)."""
 CONFIGMAP_SELECTOR = f"{LABEL_COMPONENT} in ({LOG_COMPONENT},{OPENINGS_COMPONENT})"
 """The controller's ConfigMaps in jobs namespaces: log records and gate records."""
 ANNOTATION_GENERATED_FROM = key("generated-from")
