@@ -258,11 +258,17 @@ def test_tail_is_readable_after_the_job_and_its_pods_are_deleted(
     save_log_tail(Kube(kube_client), namespace, environment, "web/test", {"job": "PASS\n"})
 
     batch.delete_namespaced_job("web-test", namespace, propagation_policy="Foreground")
-    deadline = time.monotonic() + 30
-    while batch.list_namespaced_job(namespace).items and time.monotonic() < deadline:
+    # The Job can be gone before its last pod is (seen in CI: a Pending pod the Job
+    # controller created as the deletion began), so wait for both.
+    core = client.CoreV1Api(kube_client)
+    deadline = time.monotonic() + 60
+
+    def remaining() -> tuple[list[Any], list[Any]]:
+        return batch.list_namespaced_job(namespace).items, core.list_namespaced_pod(namespace).items
+
+    while remaining() != ([], []) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert batch.list_namespaced_job(namespace).items == []
-    assert client.CoreV1Api(kube_client).list_namespaced_pod(namespace).items == []
+    assert remaining() == ([], [])
 
     assert read_log_tail(Kube(kube_client), namespace, "pr-1", "web/test") == {"job": "PASS\n"}
 
