@@ -109,7 +109,7 @@ def running(
     controller = Controller(kube, config, resolver=lambda p, e, c: the_plan, checks=checks)
     stop = threading.Event()
     receiver = WebhookReceiver(SECRET, ClusterReplayGuard(kube, namespace), app_id=APP_ID)
-    server = serve(controller, "127.0.0.1:0", receiver, stop)
+    server = serve(controller, "127.0.0.1", 0, receiver, stop)
     thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
     thread.start()
     try:

@@ -6,7 +6,6 @@ MutatingWebhookConfiguration as shipped, but for its `url` and caBundle."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime
 import http.client
@@ -31,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devjobs import catalyst
-from devjobs.cli.controller import _serve_gate_webhook
+from devjobs.cli import main
 from devjobs.controller import gate_webhook
 from devjobs.errors import DevjobsError
 from devjobs.kube import gate_admission
@@ -190,45 +189,73 @@ def test_garbage_is_refused_with_400_saying_why(body: bytes, reason: str) -> Non
 # --- the HTTPS endpoint ---------------------------------------------------------------------
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by its own key (as cert-manager's selfSigned
-    Issuer makes one), and the key: PEM files in `directory`."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devjobs-gate-webhook-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
+class Authority:
+    """A CA as certificate.yaml's CA Issuer holds one (its certificate self-signed, as the
+    selfSigned Issuer makes it), issuing serving certificates for 127.0.0.1."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devjobs-gate-webhook-ca")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(self.name)
+            .issuer_name(self.name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=10))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(self.key, hashes.SHA256())
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+        self.cert = directory / "ca.crt"
+        self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, name: str) -> tuple[Path, Path]:
+        """A serving certificate with a new key, as the Secret's tls.crt and tls.key, in
+        a directory `name` of its own."""
+        directory = self.directory / name
+        directory.mkdir()
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devjobs-gate-webhook")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
         )
-    )
-    return cert_path, key_path
+        cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return cert_path, key_path
 
 
 @dataclass
 class Endpoint:
-    """The controller's gate webhook on loopback, and what it answered (pod, outcome)."""
+    """The controller's gate webhook on loopback, serving a certificate of `authority`
+    from a Secret mounted at `mount`, and what it answered (pod, outcome)."""
 
     port: int
-    cert: Path
+    authority: Authority
+    mount: Path
     seen: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -236,10 +263,10 @@ class Endpoint:
         return f"https://127.0.0.1:{self.port}{gate_webhook.PATH}"
 
     def ca_bundle(self) -> str:
-        return base64.b64encode(self.cert.read_bytes()).decode()
+        return base64.b64encode(self.authority.cert.read_bytes()).decode()
 
     def connection(self) -> http.client.HTTPSConnection:
-        context = ssl.create_default_context(cafile=str(self.cert))
+        context = ssl.create_default_context(cafile=str(self.authority.cert))
         return http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=10)
 
     def post(self, body: bytes, path: str = gate_webhook.PATH) -> tuple[int, dict[str, Any]]:
@@ -251,24 +278,31 @@ class Endpoint:
         return found
 
 
+def serve_endpoint(tmp_path: Path, stop: threading.Event) -> Endpoint:
+    authority = Authority(tmp_path / "ca")
+    mount = tmp_path / "mount"
+    server = gate_webhook.serve(
+        "127.0.0.1", 0, *mounted_secret(mount, authority.issue("first")), stop
+    )
+    return Endpoint(server.server_address[1], authority, mount)
+
+
 @pytest.fixture
 def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
-    cert, key = self_signed(tmp_path)
     stop = threading.Event()
-    seen: list[tuple[str, str]] = []
+    found = serve_endpoint(tmp_path, stop)
 
     def recording(body: bytes) -> gate_admission.Answer:
-        found = gate_admission.answer(body)
+        answer = gate_admission.answer(body)
         try:
             name = str(json.loads(body)["request"]["object"]["metadata"]["name"])
         except (ValueError, KeyError, TypeError):
             name = ""
-        seen.append((name, found.outcome))
-        return found
+        found.seen.append((name, answer.outcome))
+        return answer
 
     monkeypatch.setattr(gate_webhook, "answer", recording)
-    server = gate_webhook.serve("127.0.0.1", 0, cert, key, stop)
-    yield Endpoint(server.server_address[1], cert, seen)
+    yield found
     stop.set()
 
 
@@ -350,72 +384,68 @@ def der(cert: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(cert.read_text())
 
 
-@pytest.fixture
-def two_certificates(tmp_path: Path) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
-    (tmp_path / "old").mkdir()
-    (tmp_path / "new").mkdir()
-    return self_signed(tmp_path / "old"), self_signed(tmp_path / "new")
-
-
-def test_a_renewed_certificate_is_served_without_a_restart(
-    tmp_path: Path, two_certificates: tuple[tuple[Path, Path], tuple[Path, Path]]
-) -> None:
-    old, new = two_certificates
-    stop = threading.Event()
-    server = gate_webhook.serve("127.0.0.1", 0, *mounted_secret(tmp_path / "mount", old), stop)
-    port = server.server_address[1]
-    try:
-        assert served(port) == der(old[0])
-        update_secret(tmp_path / "mount", new)
-        # Within a second or so of the swap, a new connection gets the new certificate.
-        wait_for("the renewed certificate", lambda: served(port) == der(new[0]), 5)
-        status, _ = Endpoint(port, new[0]).post(json.dumps(review(pod())).encode())
-        assert status == 200
-    finally:
-        stop.set()
+def test_a_renewed_certificate_is_served_without_a_restart(endpoint: Endpoint) -> None:
+    port, first = endpoint.port, endpoint.mount / "tls.crt"
+    assert served(port) == der(first)
+    renewed = endpoint.authority.issue("renewed")
+    update_secret(endpoint.mount, renewed)
+    # Within a second or so of the swap, a new connection gets the new certificate,
+    # which the CA the clients already trust has signed.
+    wait_for("the renewed certificate", lambda: served(port) == der(renewed[0]), 5)
+    assert endpoint.post(json.dumps(review(pod())).encode())[0] == 200
 
 
 def test_a_broken_renewal_keeps_the_old_certificate_serving_with_one_warning(
-    tmp_path: Path,
-    two_certificates: tuple[tuple[Path, Path], tuple[Path, Path]],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    old, new = two_certificates
     monkeypatch.setattr(gate_webhook, "CHECK_SECONDS", 0.0)  # every connection looks
-    stop = threading.Event()
-    server = gate_webhook.serve("127.0.0.1", 0, *mounted_secret(tmp_path / "mount", old), stop)
-    port = server.server_address[1]
-    try:
-        (tmp_path / "bad").mkdir()
-        mismatched = tmp_path / "bad/tls.crt", tmp_path / "bad/tls.key"
-        shutil.copy(new[0], mismatched[0])
-        shutil.copy(old[1], mismatched[1])  # the new certificate with the old key
-        with caplog.at_level("WARNING", logger=gate_webhook.log.name):
-            update_secret(tmp_path / "mount", mismatched)
-            for _ in range(3):
-                assert served(port) == der(old[0])
-        (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
-        assert "serving the certificate loaded before" in warning.getMessage()
-        assert Endpoint(port, old[0]).post(json.dumps(review(pod())).encode())[0] == 200
-        # A good pair after it is taken up as usual.
-        update_secret(tmp_path / "mount", new)
-        assert served(port) == der(new[0])
-    finally:
-        stop.set()
+    port, first = endpoint.port, der(endpoint.mount / "tls.crt")
+    renewed = endpoint.authority.issue("renewed")
+    (endpoint.authority.directory / "bad").mkdir()
+    mismatched = (
+        endpoint.authority.directory / "bad/tls.crt",
+        endpoint.authority.directory / "bad/tls.key",
+    )
+    shutil.copy(renewed[0], mismatched[0])
+    shutil.copy(endpoint.mount / "tls.key", mismatched[1])  # the new certificate, the old key
+    with caplog.at_level("WARNING", logger=gate_webhook.log.name):
+        update_secret(endpoint.mount, mismatched)
+        for _ in range(3):
+            assert served(port) == first
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "serving the certificate loaded before" in warning.getMessage()
+    assert endpoint.post(json.dumps(review(pod())).encode())[0] == 200
+    # A good pair after it is taken up as usual.
+    update_secret(endpoint.mount, renewed)
+    assert served(port) == der(renewed[0])
 
 
 def test_the_controller_serves_the_gate_webhook_only_with_a_certificate_and_key(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = argparse.Namespace(
-        gate_webhook_address="127.0.0.1:0", gate_webhook_cert=None, gate_webhook_key=None
+    """Refused before anything starts: the missing kubeconfig is never read."""
+    kubeconfig = str(tmp_path / "no-kubeconfig")
+    flags = ["controller", "--kubeconfig", kubeconfig, "--gate-webhook-address", "127.0.0.1:0"]
+    assert main(flags) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "devjobs: error: --gate-webhook-address: needs --gate-webhook-cert and "
+        "--gate-webhook-key (TLS)"
     )
-    with pytest.raises(DevjobsError, match="needs --gate-webhook-cert and --gate-webhook-key"):
-        _serve_gate_webhook(args, threading.Event())
-    args.gate_webhook_cert = args.gate_webhook_key = tmp_path / "missing.pem"
+    missing = tmp_path / "missing.pem"
     with pytest.raises(DevjobsError, match="cannot load"):
-        _serve_gate_webhook(args, threading.Event())
+        gate_webhook.serve("127.0.0.1", 0, missing, missing, threading.Event())
+
+
+def test_a_bad_server_address_stops_the_controller_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = str(tmp_path / "no-kubeconfig")
+    for flag in ("--ui-address", "--webhook-address", "--gate-webhook-address"):
+        extra = ["--gate-webhook-cert", kubeconfig, "--gate-webhook-key", kubeconfig]
+        assert main(["controller", "--kubeconfig", kubeconfig, flag, "localhost", *extra]) == 1
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"devjobs: error: {flag}: 'localhost' is not HOST:PORT or :PORT"
+        )
 
 
 # --- deploy/ ----------------------------------------------------------------------------
@@ -475,6 +505,18 @@ def test_the_component_replaces_the_policy_by_the_webhook_the_controller_serves(
     assert (
         f"{service_ref['name']}.{service_ref['namespace']}.svc" in certificate["spec"]["dnsNames"]
     )
+    # The caBundle is the serving certificate's ca.crt: a CA of the component's own that
+    # outlives many renewals of the serving certificate and keeps its key when renewed,
+    # so no renewal leaves the API server trusting something no replica serves.
+    ca_issuer = rendered[("Issuer", certificate["spec"]["issuerRef"]["name"])]["spec"]["ca"]
+    (ca,) = [
+        d
+        for (kind, _), d in rendered.items()
+        if kind == "Certificate" and d["spec"]["secretName"] == ca_issuer["secretName"]
+    ]
+    assert ca["spec"]["isCA"] is True and ca["spec"]["privateKey"]["rotationPolicy"] == "Never"
+    assert "selfSigned" in rendered[("Issuer", ca["spec"]["issuerRef"]["name"])]["spec"]
+    assert hours(ca["spec"]["duration"]) >= 5 * hours(certificate["spec"]["duration"])
 
     deployment = rendered[("Deployment", "devjobs-controller")]["spec"]["template"]["spec"]
     (container,) = deployment["containers"]
@@ -495,6 +537,11 @@ def test_the_component_replaces_the_policy_by_the_webhook_the_controller_serves(
     (before,) = default["spec"]["template"]["spec"]["containers"]
     assert container["args"][: len(before["args"])] == before["args"]
     assert container["ports"][: len(before["ports"])] == before["ports"]
+
+
+def hours(duration: str) -> int:
+    assert re.fullmatch(r"[0-9]+h", duration), duration
+    return int(duration[:-1])
 
 
 # --- the real API server --------------------------------------------------------------------
@@ -588,3 +635,37 @@ def test_with_the_policy_installed_too_a_workload_pod_gets_the_gate_once(
     finally:
         for kind in ("mutatingadmissionpolicybinding", "mutatingadmissionpolicy"):
             kubectl(kube_api, "delete", kind, "devjobs-predeploy-gate", "--ignore-not-found")
+
+
+@pytest.fixture
+def short_keepalive(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The endpoint closes a connection idle for a second (not ten), so the API server's
+    next review after a certificate swap comes on a new connection, a new handshake."""
+    monkeypatch.setattr(gate_webhook.Handler, "timeout", 1)
+    return 1.5
+
+
+def test_a_renewed_serving_certificate_keeps_the_api_server_gating_with_the_same_ca_bundle(
+    short_keepalive: float, registered: Registered
+) -> None:
+    """The caBundle the API server holds never changes: the webhook's next certificate,
+    signed by the same CA, is trusted the moment a replica serves it. A certificate of
+    another CA (what a renewal of a self-signed certificate is) is not: pods are refused."""
+    from kubernetes.client.exceptions import ApiException
+
+    endpoint = registered.endpoint
+
+    def swap(pair: tuple[Path, Path]) -> None:
+        update_secret(endpoint.mount, pair)
+        wait_for("the swapped certificate", lambda: served(endpoint.port) == der(pair[0]), 5)
+        time.sleep(short_keepalive)  # the API server's open connections are closed
+
+    swap(endpoint.authority.issue("renewed"))
+    assert registered.create(registered.environment, "web-renewed", WORKLOAD) == [PREDEPLOY_GATE]
+    assert endpoint.seen == [("web-renewed", "gated")]
+
+    swap(Authority(endpoint.authority.directory / "other").issue("foreign"))
+    with pytest.raises(ApiException) as refused:
+        registered.create(registered.environment, "web-foreign", WORKLOAD)
+    assert "failed calling webhook" in str(refused.value.body), refused.value.body
+    assert endpoint.seen == [("web-renewed", "gated")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devjobs.cli.ui import parse_address
+from devjobs.cli.addresses import listen_address, loopback_address
 from devjobs.errors import DevjobsError
 from devjobs.ui import security
 
@@ -58,9 +58,18 @@ def test_a_bearer_header_gives_its_token() -> None:
 
 
 def test_devjobs_ui_listens_on_loopback_addresses_only() -> None:
-    assert parse_address("127.0.0.1:8765") == ("127.0.0.1", 8765)
-    assert parse_address("[::1]:9000") == ("::1", 9000)
-    assert parse_address("localhost:1") == ("127.0.0.1", 1)
-    for bad in ("0.0.0.0:8765", "192.168.1.2:80", "example.com:80", "127.0.0.1"):
-        with pytest.raises(DevjobsError):
-            parse_address(bad)
+    assert loopback_address("127.0.0.1:8765", "--address") == ("127.0.0.1", 8765)
+    assert loopback_address("[::1]:9000", "--address") == ("::1", 9000)
+    assert loopback_address("localhost:1", "--address") == ("127.0.0.1", 1)
+    for bad in ("0.0.0.0:8765", ":8765", "192.168.1.2:80", "example.com:80", "127.0.0.1"):
+        with pytest.raises(DevjobsError, match="^--address: "):
+            loopback_address(bad, "--address")
+
+
+def test_the_controllers_servers_listen_on_host_port_or_every_interface() -> None:
+    assert listen_address("0.0.0.0:8080", "--ui-address") == ("0.0.0.0", 8080)
+    assert listen_address(":9443", "--gate-webhook-address") == ("0.0.0.0", 9443)
+    assert listen_address("[::]:80", "--webhook-address") == ("::", 80)
+    for bad in ("8080", "host:", "host:http", ":65536", ":-1"):
+        with pytest.raises(DevjobsError, match="^--webhook-address: .* is not HOST:PORT or :PORT$"):
+            listen_address(bad, "--webhook-address")

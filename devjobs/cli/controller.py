@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         settings=Settings(render=render),
         cache_dir=args.cache_dir,
     )
+    ui_address, webhook_address, gate_webhook_address = _listen_addresses(args)
     checks, receiver = _github_app(args)
     if checks is not None:
         config = dataclasses.replace(
@@ -154,20 +155,23 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     kube = connect(args.kubeconfig, args.context)
-    if args.ui_address:
+    if ui_address is not None:
         # Every replica serves the view (reads and viewers' own writes); only the
         # leader reconciles.
-        from devjobs.cli.ui import host_port
         from devjobs.ui.serve import serve_cluster
 
-        serve_cluster(kube, *host_port(args.ui_address, "--ui-address"))
+        serve_cluster(kube, *ui_address)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
-    if args.gate_webhook_address:
+    if gate_webhook_address is not None:
         # Every replica answers the API server's reviews: they need no leader's state.
-        _serve_gate_webhook(args, stop)
+        from devjobs.controller import gate_webhook
+
+        gate_webhook.serve(
+            *gate_webhook_address, args.gate_webhook_cert, args.gate_webhook_key, stop
+        )
 
     lease_ns = args.leader_election_namespace or os.environ.get("POD_NAMESPACE")
     elector = None
@@ -193,10 +197,11 @@ def run(args: argparse.Namespace) -> int:
         controller = Controller(
             kube, config, github=None if checks is not None else github, checks=checks
         )
-        if receiver is not None:  # the leader's: deliveries need its reflectors
+        # The leader's alone: deliveries need its reflectors.
+        if receiver is not None and webhook_address is not None:
             from devjobs.controller import webhook
 
-            webhook.serve(controller, args.webhook_address, receiver(kube), stop)
+            webhook.serve(controller, *webhook_address, receiver(kube), stop)
         controller.run(stop)
     finally:
         if elector is not None and not lost.is_set():
@@ -272,17 +277,29 @@ def _github_app(args: argparse.Namespace) -> tuple[Any, Any]:
     return checks, receiver
 
 
-def _serve_gate_webhook(args: argparse.Namespace, stop: threading.Event) -> None:
-    from devjobs.cli.ui import host_port
-    from devjobs.controller import gate_webhook
+def _listen_addresses(
+    args: argparse.Namespace,
+) -> tuple[tuple[str, int] | None, tuple[str, int] | None, tuple[str, int] | None]:
+    """The servers' addresses (`--ui-address`, `--webhook-address`,
+    `--gate-webhook-address`), read before anything starts so a bad flag starts nothing."""
+    from devjobs.cli.addresses import listen_address
     from devjobs.errors import DevjobsError
 
-    if args.gate_webhook_cert is None or args.gate_webhook_key is None:
+    if args.gate_webhook_address and (
+        args.gate_webhook_cert is None or args.gate_webhook_key is None
+    ):
         raise DevjobsError(
             "--gate-webhook-address", "needs --gate-webhook-cert and --gate-webhook-key (TLS)"
         )
-    host, port = host_port(args.gate_webhook_address, "--gate-webhook-address")
-    gate_webhook.serve(host, port, args.gate_webhook_cert, args.gate_webhook_key, stop)
+
+    def read(text: str | None, option: str) -> tuple[str, int] | None:
+        return listen_address(text, option) if text else None
+
+    return (
+        read(args.ui_address, "--ui-address"),
+        read(args.webhook_address, "--webhook-address"),
+        read(args.gate_webhook_address, "--gate-webhook-address"),
+    )
 
 
 def _stop_when(lost: threading.Event, stop: threading.Event) -> None:

@@ -7,11 +7,8 @@ start and prints the URL that carries it as the last line of its start-up output
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from pathlib import Path
 from typing import Any
-
-from devjobs.errors import DevjobsError
 
 DEFAULT_ADDRESS = "127.0.0.1:8765"
 
@@ -44,32 +41,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def host_port(text: str, place: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 in brackets); `place` names the option in errors."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port.isdigit() or not host or int(port) > 65535:
-        raise DevjobsError(place, f"{text!r} is not HOST:PORT")
-    return host, int(port)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 in brackets) of a loopback address; anything else is refused:
-    the local server must not be reachable from the network."""
-    host, port = host_port(text, "--address")
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        raise DevjobsError("--address", f"{host} is not a loopback address")
-    return ("127.0.0.1" if host == "localhost" else host), port
-
-
 def run(args: argparse.Namespace) -> int:
+    from devjobs.cli.addresses import loopback_address
     from devjobs.ui.serve import serve_local
 
-    host, port = parse_address(args.address)
+    host, port = loopback_address(args.address, "--address")
     return serve_local(
         kubeconfig=args.kubeconfig,
         context=args.context,

@@ -1,6 +1,6 @@
 """GitHub's Re-run buttons: the controller's webhook endpoint.
 
-`serve(controller, address, receiver, stop)` serves `github.webhook.webhook_handler` on
+`serve(controller, host, port, receiver, stop)` serves `github.webhook.webhook_handler` on
 `--webhook-address` in a thread. A verified `check_run rerequested` delivery asks for
 that job again; `check_suite rerequested` for every job of the suite (each job that ran
 as a Job at that commit). The request is the one the controller already honours: the
@@ -238,30 +238,23 @@ def _ask(kube: Kube, env_obj: Mapping[str, Any], keys: list[str]) -> None:
     raise DevjobsError(path, "could not set the re-run request: too many conflicts")
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """`HOST:PORT` or `:PORT` (all interfaces)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise DevjobsError("--webhook-address", f"{address!r} is not HOST:PORT or :PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 def serve(
     controller: Controller,
-    address: str,
+    host: str,
+    port: int,
     receiver: WebhookReceiver,
     stop: threading.Event,
     *,
     path: str = "/github/webhook",
 ) -> ThreadingHTTPServer:
     """Serve the webhook on a daemon thread until `stop` is set; returns the server (its
-    `server_address` has the port when `address` asked for port 0)."""
+    `server_address` has the port when asked for port 0)."""
 
     def on_rerun(request: RerunRequest) -> None:
         request_rerun(controller, request)
 
     handler = webhook_handler(receiver, on_rerun, path=path)
-    server = ThreadingHTTPServer(parse_address(address), handler)
+    server = ThreadingHTTPServer((host, port), handler)
     serve_until(server, stop, "webhook")
     log.info("GitHub webhook on %s:%d%s", *server.server_address[:2], path)
     return server
