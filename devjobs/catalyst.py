@@ -8,8 +8,9 @@ agree. When Catalyst changes, this module is what changes.
 - Which labels an Environment carries, and where its Project lives (the team's namespace).
 - The target namespace that holds its builds, its workload and everything devjobs runs
   for it (`target_namespace`), computed as `GenerateEnvironmentNamespace` does.
-- The deployment mode (`deployment_mode`), and per mode the workload's Deployment and
-  main container (`Workload`).
+- The deployment mode (`deployment_mode`), which modes devjobs follows
+  (`SUPPORTED_MODES`), and per mode the workload's Deployment and main container
+  (`Workload`).
 - What an image build Job looks like (labels, name, image it pushes) and what the
   Environment's phases mean.
 """
@@ -157,6 +158,27 @@ def deployment_mode(explicit: str | None, environment_type: str, template_type: 
     if environment_type in _PRODUCTION_TYPES:
         return MODE_PRODUCTION
     return MODE_WORKSPACE
+
+
+SUPPORTED_MODES = (MODE_PRODUCTION, MODE_DEVELOPMENT, MODE_HELM)
+"""The modes in which the operator deploys an app that devjobs' points can follow."""
+_UNSUPPORTED_WHY = {
+    # compose_deploy.go
+    MODE_COMPOSE: "the operator deploys each compose service without resource requests "
+    "or limits, which its own ResourceQuota refuses, and replaces each Deployment on "
+    "every reconcile",
+    # reconcileWorkspaceMode
+    MODE_WORKSPACE: "the operator runs one workspace pod and no app",
+}
+
+
+def unsupported_mode(mode: str) -> str | None:
+    """Why devjobs runs no lifecycle jobs in `mode`, or None in a supported one. Any
+    value the operator does not know is workspace mode to it."""
+    if mode in SUPPORTED_MODES:
+        return None
+    known = mode if mode in _UNSUPPORTED_WHY else MODE_WORKSPACE
+    return f"{known} mode: {_UNSUPPORTED_WHY[known]}"
 
 
 def template_type(project: Mapping[str, Any] | None, environment_type: str) -> str | None:

@@ -671,6 +671,71 @@ def test_helm_build_the_builder_fails_leaves_the_environment_failed_without_a_re
     assert missing.value.status == 404
 
 
+# --- the modes devjobs does not follow ---------------------------------------------------
+
+
+@pytest.mark.tier2
+def test_compose_environment_deploys_a_service_its_own_quota_refuses_and_never_gets_ready(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    """What `catalyst.unsupported_mode` says of docker-compose mode."""
+    repo, url, _ = app_server.repo()
+    repo.write("docker-compose.yml", f"services:\n  web:\n    image: {images.WEB_IMAGE}\n")
+    sha = repo.commit("compose")
+    templates = {"deployment": {"type": "docker-compose", "sourceRef": SOURCE, "path": "."}}
+    cluster.create_project(namespace, "shop", url, templates)
+    placed = cluster.create_environment(
+        namespace, "shop", "pr-5", "deployment", sha, catalyst.MODE_COMPOSE
+    )
+    assert catalyst.deployment_mode(None, "deployment", "docker-compose") == placed.mode
+
+    def refused() -> bool:
+        events = cluster.core.list_namespaced_event(placed.target).items
+        return any(e.reason == "FailedCreate" and "must specify" in e.message for e in events)
+
+    wait_until("the quota to refuse the compose service's pods", refused, READY_TIMEOUT)
+    deployment = cluster.deployment(placed.target, catalyst.WORKLOAD_DEPLOYMENT)
+    (container,) = deployment.spec.template.spec.containers
+    assert not (container.resources.requests or container.resources.limits)
+    assert deployment.spec.template.metadata.labels == dict([catalyst.WORKLOAD_POD_LABEL])
+    assert cluster.core.list_namespaced_pod(placed.target).items == []
+    assert cluster.phase(placed) != catalyst.PHASE_READY
+    # Another controller's change to the Deployment (an init container, say) is undone.
+    marked = {"spec": {"template": {"metadata": {"annotations": {"devjobs-test/mark": "1"}}}}}
+    cluster.apps.patch_namespaced_deployment(catalyst.WORKLOAD_DEPLOYMENT, placed.target, marked)
+
+    def unmarked() -> bool:
+        template = cluster.deployment(placed.target, catalyst.WORKLOAD_DEPLOYMENT).spec.template
+        return "devjobs-test/mark" not in (template.metadata.annotations or {})
+
+    wait_until("the operator to replace the Deployment again", unmarked, 60)
+    assert "docker-compose mode" in (catalyst.unsupported_mode(placed.mode) or "")
+
+
+@pytest.mark.tier2
+def test_workspace_environment_runs_one_workspace_pod_and_no_app(
+    cluster: Cluster, app_server: AppServer, catalyst_operator: CatalystOperator, namespace: str
+) -> None:
+    """What `catalyst.unsupported_mode` says of workspace mode (any other `spec.type`)."""
+    _repo, url, sha = app_server.repo()
+    cluster.create_project(namespace, "shop", url, {})
+    placed = cluster.create_environment(
+        namespace, "shop", "pr-6", "preview", sha, catalyst.MODE_WORKSPACE
+    )
+    assert catalyst.deployment_mode(None, "preview", None) == placed.mode
+
+    def workspace_pods() -> list[Any]:
+        pods = cluster.core.list_namespaced_pod(
+            placed.target, label_selector="catalyst.dev/pod-type=workspace"
+        ).items
+        return list(pods)
+
+    wait_until("the workspace pod", lambda: bool(workspace_pods()), READY_TIMEOUT)
+    assert len(workspace_pods()) == 1
+    assert cluster.apps.list_namespaced_deployment(placed.target).items == []
+    assert "workspace mode" in (catalyst.unsupported_mode(placed.mode) or "")
+
+
 # --- deletion -----------------------------------------------------------------------------
 
 

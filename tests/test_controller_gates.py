@@ -16,7 +16,12 @@ from devjobs.controller.actions import (
 from devjobs.controller.decide import reconcile
 from devjobs.controller.observe import Observed, gated_pod, observe
 from devjobs.kube import openings
-from devjobs.kube.vocabulary import POD_TEMPLATE_HASH_LABEL, PREDEPLOY_GATE
+from devjobs.kube.vocabulary import (
+    ANNOTATION_RUN,
+    LABEL_TRIGGER,
+    POD_TEMPLATE_HASH_LABEL,
+    PREDEPLOY_GATE,
+)
 from devjobs.resolver.models import JobPlan, RunAs, Trigger
 from tests import catalyst
 from tests.catalyst import environment, job_plan, ready_condition
@@ -229,3 +234,65 @@ def test_an_unreadable_record_counts_as_none_and_the_record_keeps_the_newest_tem
         many = openings.with_opening(many, f"h{index}", [SHA1])
     assert len(many) == openings.MAX_ENTRIES and many[-1].template == f"h{index}"
     assert openings.with_opening(many, "h5", [SHA2])[-1] == openings.Opening("h5", (SHA2,))
+
+
+def in_mode(pods: list[dict[str, Any]], project: dict[str, Any], **env: Any) -> Observed:
+    status = {"phase": "Provisioning", "conditions": [ready_condition()]}
+    obj = environment("pr-1", NS, {"web": SHA1}, uid="uid-1", status=status, **env)
+    return observe(
+        obj,
+        plan=PLAN,
+        project=project,
+        deployment=catalyst.deployment(namespace=NS, ready=True),
+        gated_pods=pods,
+    )
+
+
+COMPOSE_PROJECT = {"spec": {"templates": {"development": {"type": "docker-compose"}}}}
+
+
+def test_in_a_mode_devjobs_does_not_follow_no_job_runs_no_pod_is_held_and_conditions_say_why() -> (
+    None
+):
+    for obs, mode, operator_mode in [
+        (in_mode([pod()], COMPOSE_PROJECT), "docker-compose", "docker-compose"),
+        (in_mode([pod()], {"spec": {}}, type_="preview"), "workspace", "workspace"),
+        (in_mode([pod()], {"spec": {}}, deployment_mode="no-such"), "no-such", "workspace"),
+    ]:
+        assert obs.mode == mode
+        actions = reconcile(obs)
+        assert not [a for a in actions if isinstance(a, (CreateJob, ApplyWorkload))]
+        assert [a for a in actions if isinstance(a, OpenGate)] == [
+            OpenGate("web-abc", "uid-web-abc", 0)
+        ]
+        (write,) = [a for a in actions if isinstance(a, WriteConditions)]
+        conds = {c["type"]: c for c in write.conditions}
+        for key in ("Job.web.migrate", "Job.web.smoke"):
+            assert conds[key]["status"] == "False" and conds[key]["reason"] == "UnsupportedMode"
+            assert (
+                "devjobs runs lifecycle jobs only in Catalyst's production, development and "
+                f"helm modes; this Environment is in {operator_mode} mode: the operator "
+            ) in conds[key]["message"], conds[key]["message"]
+        assert conds["JobsSucceeded"]["status"] == "False"
+
+
+def test_an_init_container_job_is_not_applied_to_the_workload_in_such_a_mode() -> None:
+    plan = job_plan(
+        {"web": REPOSITORY}, job("migrate", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER)
+    )
+    status = {"phase": "Ready", "conditions": [ready_condition()]}
+    obj = environment("pr-1", NS, {"web": SHA1}, uid="uid-1", status=status)
+    obs = observe(
+        obj, plan=plan, project=COMPOSE_PROJECT, deployment=catalyst.deployment(namespace=NS)
+    )
+    assert obs.mode == "docker-compose"
+    assert not [a for a in reconcile(obs) if isinstance(a, (ApplyWorkload, CreateJob))]
+
+
+def test_a_manual_run_is_still_created_in_such_a_mode() -> None:
+    status = {"phase": "Provisioning", "conditions": [ready_condition()]}
+    obj = environment("pr-1", NS, {"web": SHA1}, uid="uid-1", status=status)
+    obj["metadata"]["annotations"] = {ANNOTATION_RUN: "web/migrate"}
+    obs = observe(obj, plan=PLAN, project=COMPOSE_PROJECT)
+    (created,) = [a for a in reconcile(obs) if isinstance(a, CreateJob)]
+    assert created.manifest["metadata"]["labels"][LABEL_TRIGGER] == Trigger.MANUAL.value

@@ -5,7 +5,9 @@ actions are empty when the cluster already is as it should be (that is what keep
 controller from writing). Per Environment and for its current commit, composed from one
 module per concern:
 
-- `lifecycle`: when `PostBuild`, `PreDeploy` and `PostDeploy` fire;
+- `lifecycle`: when `PostBuild`, `PreDeploy` and `PostDeploy` fire (never in a mode
+  `catalyst.unsupported_mode` names: its lifecycle jobs are reported failed, saying why,
+  and no pod is held);
 - `gates`: which workload pods held by devjobs' scheduling gate may start (the commit's
   PreDeploy jobs succeeded);
 - the Jobs of each fired point are rendered (`kube.render`) and created; `PreDeploy` also
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from devjobs import catalyst
 from devjobs.controller import checks, gates, initjobs, lifecycle, reporting
 from devjobs.controller.actions import (
     ORDER,
@@ -136,7 +139,11 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
     lifecycle_triggers = {t.value for t in LIFECYCLE_ORDER}
     fired_by_jobs = {j.trigger for j in live if at_commit(j, current)} & lifecycle_triggers
     builds = lifecycle.builds_state(observed, current)
-    post_build = lifecycle.post_build_fired(observed, current, builds, fired_by_jobs)
+    # In a mode whose app devjobs cannot follow, no point fires and nothing is held.
+    unsupported = catalyst.unsupported_mode(observed.mode)
+    post_build = unsupported is None and lifecycle.post_build_fired(
+        observed, current, builds, fired_by_jobs
+    )
     workload_ready = lifecycle.workload_ready(observed, current)
 
     rendered = _Rendered()
@@ -153,8 +160,8 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
     pre_done = Trigger.PRE_DEPLOY in rendered.by_trigger and all(
         s is not None and s.phase is Phase.SUCCEEDED for s in pre_states
     )
-    post_deploy = Trigger.POST_DEPLOY.value in fired_by_jobs or (
-        post_build and pre_done and workload_ready
+    post_deploy = unsupported is None and (
+        Trigger.POST_DEPLOY.value in fired_by_jobs or (post_build and pre_done and workload_ready)
     )
     if post_deploy:
         _render_points(observed, options, [Trigger.POST_DEPLOY], rendered)
@@ -165,10 +172,13 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
         workload = observed.workload
         if patch_needed(patch, dict(workload.template_labels), workload.init_containers):
             actions.append(ApplyWorkload(patch))
-    actions += gates.open_gates(
-        observed, current, pre_deploy_done=post_build and pre_done,
-        wanted_inits=rendered.workload_inits,
-    )  # fmt: skip
+    if unsupported is None:
+        actions += gates.open_gates(
+            observed, current, pre_deploy_done=post_build and pre_done,
+            wanted_inits=rendered.workload_inits,
+        )  # fmt: skip
+    else:
+        actions += gates.open_all(observed)
     actions += _cancellations(observed, current, rendered.jobs)
     existing = {j.name for j in observed.jobs}
     # A job that runs with the app's runtime context waits until there is a workload to
@@ -196,6 +206,7 @@ def decide(observed: Observed, settings: Settings | None = None) -> Decision:
             rendered=rendered.by_trigger,
             workload_ready=workload_ready,
             held_pods=gates.held(observed, current),
+            unsupported=unsupported,
         )
         init_states = initjobs.init_container_states(observed, plan, wanted_inits)
         jobs = environment_jobs(observed, plan, current, points, init_states)

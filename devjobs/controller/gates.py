@@ -123,6 +123,13 @@ def open_gates(
     return actions
 
 
+def open_all(observed: Observed) -> list[OpenGate]:
+    """Every gated pod: in a mode devjobs does not follow (`catalyst.unsupported_mode`)
+    it runs no PreDeploy jobs, so it holds nothing (compose mode's `web` service matches
+    the policy's selector)."""
+    return [OpenGate(pod.name, pod.uid, pod.gate_index) for pod in observed.gated_pods]
+
+
 def held(observed: Observed, current: Mapping[str, str]) -> int:
     """How many gated pods of the current commit (or naming none) are held."""
     now = {c for c in current.values() if c}

@@ -1,6 +1,7 @@
 """The state of each of the current commit's jobs, as the controller sees it, for the
 conditions (`kube.conditions.environment_conditions`, shared with `devjobs run`).
 
+In a deployment mode devjobs does not follow, every lifecycle job is Failed, saying why.
 A job whose point has not fired waits (for the builds, for the PreDeploy jobs and a
 Ready workload); after a failed build or PreDeploy job it is Failed with that reason;
 otherwise it is its Job's state, or its init containers' for an InitContainer job. The
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from devjobs import catalyst
 from devjobs.controller.initjobs import init_job_state
 from devjobs.controller.observe import Observed
 from devjobs.kube.conditions import EnvironmentJobs, reported_jobs
@@ -40,6 +42,8 @@ class Points:
     workload_ready: bool
     held_pods: int = 0
     """New workload pods of the commit that devjobs' scheduling gate holds (`gates`)."""
+    unsupported: str | None = None
+    """Why no point fires in the Environment's mode (`catalyst.unsupported_mode`)."""
 
 
 def lifecycle_state(
@@ -54,6 +58,13 @@ def lifecycle_state(
     def state(phase: Phase, reason: str, message: str) -> JobState:
         return declared_state(job.source, job.name, phase, reason, message)
 
+    if points.unsupported is not None:
+        *others, last = catalyst.SUPPORTED_MODES
+        message = (
+            f"devjobs runs lifecycle jobs only in Catalyst's {', '.join(others)} and {last} "
+            f"modes; this Environment is in {points.unsupported}"
+        )
+        return state(Phase.FAILED, "UnsupportedMode", message)
     if trigger in points.render_errors:
         return state(Phase.FAILED, "RenderFailed", points.render_errors[trigger])
     if points.build_failed:

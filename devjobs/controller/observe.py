@@ -138,6 +138,8 @@ class Observed:
     """Workload pods of the target namespace that devjobs' gate holds (`controller.gates`)."""
     openings: tuple[Opening, ...] = ()
     """The pod templates devjobs opened the gate for, and at which commits (`kube.openings`)."""
+    mode: str = catalyst.MODE_PRODUCTION
+    """The operator's deployment mode for the Environment (`catalyst.deployment_mode`)."""
 
 
 # --- builders from API JSON ---------------------------------------------------------
@@ -295,6 +297,7 @@ def observe(
     env = envmod.from_object(env_obj)
     status = _map(env_obj.get("status"))
     namespace = env.jobs_namespace
+    mode = env.mode(catalyst.template_type(project, env.type))
     own = [j for j in jobs if belongs_to(j, env, namespace)]
     return Observed(
         environment=env,
@@ -325,9 +328,8 @@ def observe(
         workload_name=workload_name,
         log_tails=log_tails(configmaps, env, namespace),
         openings=read_openings(configmaps, env, namespace),
-        runtime=runtime_context(
-            deployment, env.main_container(catalyst.template_type(project, env.type)), env.url
-        ),
+        runtime=runtime_context(deployment, catalyst.workload(mode).container, env.url),
+        mode=mode,
         installation_id=catalyst.installation_id(project),
         gated_pods=tuple(
             gated

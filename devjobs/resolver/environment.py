@@ -94,11 +94,14 @@ class Environment:
         namespace, beside the builds and the workload."""
         return self.place.target_namespace
 
+    def mode(self, template_type: str | None) -> str:
+        """The operator's deployment mode for it (`template_type`: the Project template's
+        `type`, when known)."""
+        return catalyst.deployment_mode(self.deployment_mode, self.type, template_type)
+
     def main_container(self, template_type: str | None) -> str:
-        """Its workload's main container in its deployment mode (`template_type`: the
-        Project template's `type`, when known)."""
-        mode = catalyst.deployment_mode(self.deployment_mode, self.type, template_type)
-        return catalyst.workload(mode).container
+        """Its workload's main container in its deployment mode."""
+        return catalyst.workload(self.mode(template_type)).container
 
     def source(self, name: str) -> EnvironmentSource | None:
         for source in self.sources:
