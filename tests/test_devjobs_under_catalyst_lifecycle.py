@@ -26,6 +26,7 @@ from tests.test_catalyst_operator import (  # noqa: F401 (fixtures)
     cluster,
     place_helm,
     release_revisions,
+    release_settled,
     wait_until,
 )
 from tests.test_devjobs_under_catalyst import (
@@ -167,6 +168,8 @@ def test_a_settled_environment_sees_no_write_loop_on_either_side(
         cluster.wait_phase(placed, catalyst.PHASE_READY)
         wait_condition(cluster, namespace, placed.name, "JobsSucceeded")
         time.sleep(5)  # the last log record and condition writes land
+        # Helm mode: the upgrade the last Environment write started has finished.
+        wait_until("the release to settle", lambda: release_settled(cluster, placed), 60)
         env = cluster.environment(placed) or {}
         workload = catalyst.workload(mode).deployment
         deployment = cluster.deployment(placed.target, workload)

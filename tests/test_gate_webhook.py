@@ -189,6 +189,25 @@ def test_garbage_is_refused_with_400_saying_why(body: bytes, reason: str) -> Non
 # --- the HTTPS endpoint ---------------------------------------------------------------------
 
 
+def certificate(
+    subject: str, issuer: x509.Name | None, key: ec.EllipticCurvePrivateKey, days: int
+) -> tuple[x509.CertificateBuilder, x509.Name]:
+    """A certificate builder for `key`, valid from five minutes ago for `days`, issued by
+    `issuer` (None: by itself), and its subject; extensions and signing are the caller's."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+    return builder, name
+
+
 class Authority:
     """A CA as certificate.yaml's CA Issuer holds one (its certificate self-signed, as the
     selfSigned Issuer makes it), issuing serving certificates for 127.0.0.1."""
@@ -197,19 +216,10 @@ class Authority:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.key = ec.generate_private_key(ec.SECP256R1())
-        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devjobs-gate-webhook-ca")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(self.name)
-            .issuer_name(self.name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=10))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
+        builder, self.name = certificate("devjobs-gate-webhook-ca", None, self.key, 10)
+        cert = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=0), critical=True
+        ).sign(self.key, hashes.SHA256())
         self.cert = directory / "ca.crt"
         self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -219,20 +229,10 @@ class Authority:
         directory = self.directory / name
         directory.mkdir()
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devjobs-gate-webhook")])
+        builder, _ = certificate("devjobs-gate-webhook", self.name, key, 1)
+        loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
+            builder.add_extension(x509.SubjectAlternativeName([loopback]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
@@ -278,19 +278,14 @@ class Endpoint:
         return found
 
 
-def serve_endpoint(tmp_path: Path, stop: threading.Event) -> Endpoint:
-    authority = Authority(tmp_path / "ca")
-    mount = tmp_path / "mount"
-    server = gate_webhook.serve(
-        "127.0.0.1", 0, *mounted_secret(mount, authority.issue("first")), stop
-    )
-    return Endpoint(server.server_address[1], authority, mount)
-
-
 @pytest.fixture
 def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
     stop = threading.Event()
-    found = serve_endpoint(tmp_path, stop)
+    authority, mount = Authority(tmp_path / "ca"), tmp_path / "mount"
+    pair = mounted_secret(mount, authority.issue("first"))
+    found = Endpoint(
+        gate_webhook.serve("127.0.0.1", 0, *pair, stop).server_address[1], authority, mount
+    )
 
     def recording(body: bytes) -> gate_admission.Answer:
         answer = gate_admission.answer(body)
