@@ -236,12 +236,21 @@ def test_an_unreadable_record_counts_as_none_and_the_record_keeps_the_newest_tem
     assert openings.with_opening(many, "h5", [SHA2])[-1] == openings.Opening("h5", (SHA2,))
 
 
-def in_mode(pods: list[dict[str, Any]], project: dict[str, Any], **env: Any) -> Observed:
-    status = {"phase": "Provisioning", "conditions": [ready_condition()]}
+def in_mode(
+    pods: list[dict[str, Any]],
+    project: dict[str, Any],
+    plan: JobPlan = PLAN,
+    phase: str = "Provisioning",
+    annotations: dict[str, str] | None = None,
+    **env: Any,
+) -> Observed:
+    status = {"phase": phase, "conditions": [ready_condition()]}
     obj = environment("pr-1", NS, {"web": SHA1}, uid="uid-1", status=status, **env)
+    if annotations:
+        obj["metadata"]["annotations"] = annotations
     return observe(
         obj,
-        plan=PLAN,
+        plan=plan,
         project=project,
         deployment=catalyst.deployment(namespace=NS, ready=True),
         gated_pods=pods,
@@ -280,19 +289,12 @@ def test_an_init_container_job_is_not_applied_to_the_workload_in_such_a_mode() -
     plan = job_plan(
         {"web": REPOSITORY}, job("migrate", Trigger.PRE_DEPLOY, run_as=RunAs.INIT_CONTAINER)
     )
-    status = {"phase": "Ready", "conditions": [ready_condition()]}
-    obj = environment("pr-1", NS, {"web": SHA1}, uid="uid-1", status=status)
-    obs = observe(
-        obj, plan=plan, project=COMPOSE_PROJECT, deployment=catalyst.deployment(namespace=NS)
-    )
+    obs = in_mode([], COMPOSE_PROJECT, plan=plan, phase="Ready")
     assert obs.mode == "docker-compose"
     assert not [a for a in reconcile(obs) if isinstance(a, (ApplyWorkload, CreateJob))]
 
 
 def test_a_manual_run_is_still_created_in_such_a_mode() -> None:
-    status = {"phase": "Provisioning", "conditions": [ready_condition()]}
-    obj = environment("pr-1", NS, {"web": SHA1}, uid="uid-1", status=status)
-    obj["metadata"]["annotations"] = {ANNOTATION_RUN: "web/migrate"}
-    obs = observe(obj, plan=PLAN, project=COMPOSE_PROJECT)
+    obs = in_mode([], COMPOSE_PROJECT, annotations={ANNOTATION_RUN: "web/migrate"})
     (created,) = [a for a in reconcile(obs) if isinstance(a, CreateJob)]
     assert created.manifest["metadata"]["labels"][LABEL_TRIGGER] == Trigger.MANUAL.value
